@@ -1,0 +1,83 @@
+import { readFileSync } from 'node:fs';
+import { expect } from 'chai';
+import {
+  NetworkPolicyError,
+  defaultNetworkPolicyPath,
+  dockerNetworkModeFor,
+  loadNetworkPolicy,
+  parseNetworkPolicy,
+} from '../../../security/network-policy.js';
+import { DEFAULT_POLICY, buildContainerSpec } from '../../../security/policy.js';
+
+function committed(): Record<string, unknown> {
+  return JSON.parse(readFileSync(defaultNetworkPolicyPath(), 'utf8')) as Record<string, unknown>;
+}
+
+describe('security/network-policy', () => {
+  it('loads the committed default-deny policy', () => {
+    const p = loadNetworkPolicy();
+    expect(p.mode).to.equal('none');
+    expect(p.egress).to.deep.equal({ default: 'deny', allow: [] });
+    expect(p.ingress).to.deep.equal({ default: 'deny', allow: [] });
+    expect(p.interContainer).to.equal('deny');
+    expect(p.hostAccess).to.equal('deny');
+    expect(p.mirrors).to.deep.equal([]);
+    expect(p.egressProxy).to.equal(null);
+  });
+
+  it('agrees with buildContainerSpec: egress denied means network none, no ports, no host resolver', () => {
+    const p = loadNetworkPolicy();
+    const spec = buildContainerSpec({
+      policy: DEFAULT_POLICY,
+      image: 'aido-kernel:latest',
+      kernelId: 'k1',
+      kernelDir: '/var/lib/aido-kgw/k/k1',
+      labels: {},
+      env: {},
+      name: 'aido-k-k1',
+      hostHasAppArmor: false,
+    });
+    expect(spec.HostConfig?.NetworkMode).to.equal(dockerNetworkModeFor(p));
+    expect(spec.NetworkDisabled).to.equal(true);
+    expect(spec.ExposedPorts).to.equal(undefined);
+    expect(spec.HostConfig?.PortBindings).to.equal(undefined);
+    expect(spec.HostConfig?.PublishAllPorts).to.equal(undefined);
+    expect(spec.HostConfig?.ExtraHosts).to.equal(undefined);
+    expect(spec.HostConfig?.Links).to.equal(undefined);
+    expect(spec.HostConfig?.Dns).to.deep.equal([p.dns.resolver]);
+  });
+
+  it('refuses egress allow entries and mirrors until the egress proxy exists', () => {
+    expect(() =>
+      parseNetworkPolicy({ ...committed(), egress: { default: 'deny', allow: ['pypi.org'] } }),
+    ).to.throw(NetworkPolicyError, /egress\.allow/);
+    expect(() =>
+      parseNetworkPolicy({
+        ...committed(),
+        mirrors: [{ url: 'https://pypi.example/simple', purpose: 'PyPI' }],
+      }),
+    ).to.throw(NetworkPolicyError, /mirrors: allow-listed egress needs the egress proxy/);
+    expect(() => parseNetworkPolicy({ ...committed(), mode: 'egress-proxy' })).to.throw(
+      NetworkPolicyError,
+      /mode: allow-listed egress needs the egress proxy/,
+    );
+  });
+
+  it('fails closed on allow-by-default, unknown keys and bad JSON', () => {
+    expect(() => parseNetworkPolicy({ ...committed(), interContainer: 'allow' })).to.throw(
+      NetworkPolicyError,
+      /interContainer/,
+    );
+    expect(() =>
+      parseNetworkPolicy({ ...committed(), egress: { default: 'allow', allow: [] } }),
+    ).to.throw(NetworkPolicyError, /egress\.default/);
+    expect(() => parseNetworkPolicy({ ...committed(), hostNetwork: true })).to.throw(
+      NetworkPolicyError,
+      /hostNetwork/,
+    );
+    expect(() => loadNetworkPolicy('/nonexistent/network-policy.json')).to.throw(
+      NetworkPolicyError,
+      /cannot read network policy/,
+    );
+  });
+});
