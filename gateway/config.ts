@@ -1,0 +1,289 @@
+/**
+ * The gateway's configuration: one typed table (name, env var, flag, default, parser, help),
+ * loaded once at start-up from the environment and argv and validated fail-closed.
+ */
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+
+type Parser<T> = (raw: string) => T;
+
+interface Entry<T> {
+  env: string;
+  flag: string;
+  default: T | (() => T);
+  parse: Parser<T>;
+  help: string;
+}
+
+function int(min: number, max: number): Parser<number> {
+  return (raw) => {
+    if (!/^-?\d+$/.test(raw.trim())) throw new Error(`expected an integer, got "${raw}"`);
+    const n = Number(raw);
+    if (n < min || n > max) throw new Error(`expected ${min}..${max}, got ${n}`);
+    return n;
+  };
+}
+
+function num(min: number, max: number): Parser<number> {
+  return (raw) => {
+    const n = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(n)) throw new Error(`expected a number, got "${raw}"`);
+    if (n < min || n > max) throw new Error(`expected ${min}..${max}, got ${n}`);
+    return n;
+  };
+}
+
+const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+
+/** Parses `512m`, `100M`, `1g`, `65536` into bytes. */
+function bytes(min: number): Parser<number> {
+  return (raw) => {
+    const m = /^(\d+)\s*([bkmg]?)i?b?$/i.exec(raw.trim());
+    const unit = m?.[2]?.toLowerCase() ?? '';
+    if (!m?.[1] || !(unit in UNITS)) throw new Error(`expected a size like 512m, got "${raw}"`);
+    const n = Number(m[1]) * (UNITS[unit] ?? 1);
+    if (n < min) throw new Error(`expected at least ${min} bytes, got ${n}`);
+    return n;
+  };
+}
+
+function bool(raw: string): boolean {
+  const v = raw.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+  if (['0', 'false', 'no', 'off'].includes(v)) return false;
+  throw new Error(`expected true/false, got "${raw}"`);
+}
+
+function str(raw: string): string {
+  return raw;
+}
+
+function list(raw: string): string[] {
+  return raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+function absDir(raw: string): string {
+  if (raw.trim() === '') throw new Error('expected a directory path');
+  return path.resolve(raw);
+}
+
+function logLevel(raw: string): string {
+  const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+  if (!levels.includes(raw)) throw new Error(`expected one of ${levels.join(', ')}`);
+  return raw;
+}
+
+const TABLE = {
+  ip: { env: 'AIDO_IP', flag: '--ip', default: '127.0.0.1', parse: str, help: 'address to listen on' },
+  port: { env: 'AIDO_PORT', flag: '--port', default: 8888, parse: int(0, 65535), help: 'port to listen on (0: any free port)' },
+  authToken: {
+    env: 'AIDO_AUTH_TOKEN',
+    flag: '--auth-token',
+    default: '',
+    parse: str,
+    help: 'shared token clients must present; generated and printed when unset',
+  },
+  execTimeoutS: {
+    env: 'AIDO_EXEC_TIMEOUT',
+    flag: '--exec-timeout',
+    default: 30,
+    parse: num(0, 86400),
+    help: 'wall-clock seconds per execution before interrupt, then kill (0 disables: reported by health)',
+  },
+  killGraceS: {
+    env: 'AIDO_KILL_GRACE',
+    flag: '--kill-grace',
+    default: 3,
+    parse: num(0.05, 600),
+    help: 'seconds between the interrupt and SIGKILL when the interrupt does not end the execution',
+  },
+  restartAfterKill: {
+    env: 'AIDO_RESTART_AFTER_KILL',
+    flag: '--restart-after-kill',
+    default: true,
+    parse: bool,
+    help: 'restart a kernel on a fresh sandbox (same id) after the watchdog kills it; false leaves it dead',
+  },
+  kernelImage: {
+    env: 'AIDO_KERNEL_IMAGE',
+    flag: '--kernel-image',
+    default: 'aido-kernel:latest',
+    parse: str,
+    help: 'kernel image (built by kernel-image/build.sh)',
+  },
+  poolSize: { env: 'AIDO_POOL_SIZE', flag: '--pool-size', default: 0, parse: int(0, 1000), help: 'warm sandboxes kept ready' },
+  maxKernels: {
+    env: 'AIDO_MAX_KERNELS',
+    flag: '--max-kernels',
+    default: 16,
+    parse: int(1, 100000),
+    help: 'kernels allowed at once; past it POST /api/kernels is refused with 403',
+  },
+  stateDir: {
+    env: 'AIDO_STATE_DIR',
+    flag: '--state-dir',
+    default: '/var/lib/aido-kgw',
+    parse: absDir,
+    help: 'per-kernel directories (connection file, ipc sockets) live under <dir>/k/',
+  },
+  memoryBytes: { env: 'AIDO_MEMORY_LIMIT', flag: '--memory-limit', default: 512 * 1024 ** 2, parse: bytes(6 * 1024 ** 2), help: 'memory per sandbox, no swap (tmpfs pages count)' },
+  cpus: { env: 'AIDO_CPU_LIMIT', flag: '--cpu-limit', default: 0.5, parse: num(0.01, 256), help: 'CPU cores per sandbox' },
+  pids: { env: 'AIDO_PIDS_LIMIT', flag: '--pids-limit', default: 50, parse: int(8, 100000), help: 'processes and threads per sandbox' },
+  nofile: { env: 'AIDO_NOFILE_LIMIT', flag: '--nofile-limit', default: 1024, parse: int(64, 1048576), help: 'open files per process' },
+  tmpSizeBytes: { env: 'AIDO_TMP_SIZE', flag: '--tmp-size', default: 64 * 1024 ** 2, parse: bytes(1024 ** 2), help: 'size of the /tmp tmpfs' },
+  workspaceSizeBytes: {
+    env: 'AIDO_WORKSPACE_SIZE',
+    flag: '--workspace-size',
+    default: 100 * 1024 ** 2,
+    parse: bytes(1024 ** 2),
+    help: 'size of /workspace (tmpfs-backed)',
+  },
+  seccomp: { env: 'AIDO_SECCOMP', flag: '--seccomp', default: true, parse: bool, help: 'apply security/seccomp-profile.json (false: reported by health)' },
+  runtime: { env: 'AIDO_RUNTIME', flag: '--runtime', default: '', parse: str, help: 'Docker runtime for sandboxes (e.g. runsc); empty: the daemon default' },
+  allowOrigin: {
+    env: 'AIDO_ALLOW_ORIGIN',
+    flag: '--allow-origin',
+    default: [] as string[],
+    parse: list,
+    help: 'origins allowed for CORS and WebSocket (comma list; * allows any); same host is always allowed',
+  },
+  envAllowlist: {
+    env: 'AIDO_ENV_ALLOWLIST',
+    flag: '--env-allowlist',
+    default: [] as string[],
+    parse: list,
+    help: 'client env names passed into kernels besides KERNEL_* (comma list)',
+  },
+  maxFrameBytes: {
+    env: 'AIDO_MAX_FRAME_BYTES',
+    flag: '--max-frame-bytes',
+    default: 32 * 1024 ** 2,
+    parse: bytes(1024),
+    help: 'largest WebSocket message accepted from a client (bigger: close 1009)',
+  },
+  wsPingIntervalS: {
+    env: 'AIDO_WS_PING_INTERVAL',
+    flag: '--ws-ping-interval',
+    default: 30,
+    parse: num(0, 3600),
+    help: 'seconds between WebSocket pings; a client that misses two is dropped (0 disables)',
+  },
+  kernelStartTimeoutS: {
+    env: 'AIDO_KERNEL_START_TIMEOUT',
+    flag: '--kernel-start-timeout',
+    default: 60,
+    parse: num(1, 3600),
+    help: 'seconds a new sandbox has to answer kernel_info',
+  },
+  replayMaxMessages: {
+    env: 'AIDO_REPLAY_MAX_MESSAGES',
+    flag: '--replay-max-messages',
+    default: 2000,
+    parse: int(0, 1_000_000),
+    help: 'messages kept for a disconnected client session and replayed on reconnect',
+  },
+  replayMaxBytes: {
+    env: 'AIDO_REPLAY_MAX_BYTES',
+    flag: '--replay-max-bytes',
+    default: 16 * 1024 ** 2,
+    parse: bytes(0),
+    help: 'bytes kept for a disconnected client session',
+  },
+  replayTtlS: {
+    env: 'AIDO_REPLAY_TTL',
+    flag: '--replay-ttl',
+    default: 120,
+    parse: num(0, 86400),
+    help: 'seconds a disconnected client session (its ZMQ identity and buffer) is kept',
+  },
+  logLevel: { env: 'AIDO_LOG_LEVEL', flag: '--log-level', default: 'info', parse: logLevel, help: 'pino log level' },
+  dockerSocket: {
+    env: 'AIDO_DOCKER_SOCKET',
+    flag: '--docker-socket',
+    default: '/var/run/docker.sock',
+    parse: str,
+    help: 'Docker Engine API socket',
+  },
+} satisfies Record<string, Entry<unknown>>;
+
+type Table = typeof TABLE;
+/** The validated configuration. */
+export type GatewayConfig = { -readonly [K in keyof Table]: Table[K]['default'] extends () => infer R ? R : Table[K]['default'] };
+
+/** A configuration that could not be loaded; names every bad key. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
+}
+
+/** Longest ipc path: <stateDir>/k/<uuid>/k-1 must fit a unix socket path (107 bytes). */
+const IPC_SUFFIX = '/k/00000000-0000-0000-0000-000000000000/k-1';
+
+/**
+ * Loads the configuration from `env` and `argv` (flags win over env). Unknown flags and every
+ * unparsable value are collected and reported together.
+ */
+export function loadConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  argv: readonly string[] = process.argv.slice(2),
+  overrides: Partial<GatewayConfig> = {},
+): GatewayConfig {
+  const problems: string[] = [];
+  const fromFlags = new Map<string, string>();
+  const byFlag = new Map(Object.entries(TABLE).map(([k, e]) => [e.flag, k]));
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? '';
+    const eq = arg.indexOf('=');
+    const flag = eq >= 0 ? arg.slice(0, eq) : arg;
+    const key = byFlag.get(flag);
+    if (!key) {
+      problems.push(`unknown argument ${arg}`);
+      continue;
+    }
+    const value = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
+    if (value === undefined) problems.push(`${flag}: missing value`);
+    else fromFlags.set(key, value);
+  }
+  const out: Record<string, unknown> = {};
+  for (const [key, entry] of Object.entries(TABLE) as [string, Entry<unknown>][]) {
+    const raw = fromFlags.get(key) ?? env[entry.env];
+    if (key in overrides) {
+      out[key] = (overrides as Record<string, unknown>)[key];
+    } else if (raw === undefined || (raw === '' && key !== 'authToken')) {
+      out[key] = typeof entry.default === 'function' ? (entry.default as () => unknown)() : entry.default;
+    } else {
+      try {
+        out[key] = entry.parse(raw);
+      } catch (err) {
+        problems.push(`${entry.env} / ${entry.flag}: ${(err as Error).message}`);
+      }
+    }
+  }
+  const cfg = out as GatewayConfig;
+  if (typeof cfg.stateDir === 'string' && Buffer.byteLength(cfg.stateDir + IPC_SUFFIX) > 107) {
+    problems.push(`AIDO_STATE_DIR / --state-dir: too long for unix socket paths (keep it under ${107 - IPC_SUFFIX.length} bytes)`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  if (cfg.authToken === '') cfg.authToken = randomBytes(24).toString('hex');
+  return cfg;
+}
+
+/** Whether the token was generated (not supplied), so the CLI prints it. */
+export function tokenWasGenerated(env: NodeJS.ProcessEnv, argv: readonly string[]): boolean {
+  return !env.AIDO_AUTH_TOKEN && !argv.some((a) => a === '--auth-token' || a.startsWith('--auth-token='));
+}
+
+/** The configuration table as rows, for `--help` and the README. */
+export function configRows(): { env: string; flag: string; default: string; help: string }[] {
+  return Object.values(TABLE).map((e: Entry<unknown>) => ({
+    env: e.env,
+    flag: e.flag,
+    default: JSON.stringify(typeof e.default === 'function' ? '(computed)' : e.default),
+    help: e.help,
+  }));
+}

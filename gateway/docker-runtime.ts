@@ -1,0 +1,235 @@
+/**
+ * The local Docker backend: one hardened container per sandbox, reached over ZeroMQ ipc sockets in
+ * a per-sandbox directory that only that container mounts (at /run/kernel).
+ */
+import { randomBytes } from 'node:crypto';
+import { chown, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import Docker from 'dockerode';
+import { buildContainerSpec, KERNEL_DIR_IN_CONTAINER, type SandboxPolicy } from '../security/policy.js';
+import { GatewayError } from './errors.js';
+import type { ConnectionInfo, KernelRuntime, Sandbox, SandboxExit, SandboxInfo, ZmqChannel } from './runtime.js';
+
+/** Labels every sandbox carries; the state-dir label scopes ownership to one gateway. */
+export const LABEL_APP = 'org.aido.kernel-gateway';
+export const LABEL_STATE_DIR = 'org.aido.kernel-gateway.state-dir';
+export const LABEL_KERNEL_ID = 'org.aido.kernel-gateway.kernel-id';
+export const LABEL_KERNEL_DIR = 'org.aido.kernel-gateway.kernel-dir';
+
+const SANDBOX_UID = 1000;
+const PORTS: Record<ZmqChannel, number> = { shell: 1, iopub: 2, stdin: 3, control: 4, hb: 5 };
+
+export interface DockerRuntimeOptions {
+  docker: Docker;
+  stateDir: string;
+  image: string;
+  policy: SandboxPolicy;
+  hostHasAppArmor: boolean;
+}
+
+function isNotFound(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { statusCode?: number }).statusCode === 404;
+}
+
+class DockerSandbox implements Sandbox {
+  readonly exited: Promise<SandboxExit>;
+  #destroyed: Promise<void> | undefined;
+
+  constructor(
+    private readonly container: Docker.Container,
+    readonly connection: ConnectionInfo,
+    private readonly dir: string,
+  ) {
+    this.exited = this.container
+      .wait()
+      .then(async (r: { StatusCode?: number }) => {
+        const oomKilled = await this.container
+          .inspect()
+          .then((i) => i.State.OOMKilled)
+          .catch(() => false);
+        return { exitCode: r.StatusCode ?? null, oomKilled };
+      })
+      .catch(() => ({ exitCode: null, oomKilled: false }));
+  }
+
+  get id(): string {
+    return this.container.id;
+  }
+
+  async signal(signal: 'SIGINT' | 'SIGKILL'): Promise<void> {
+    try {
+      await this.container.kill({ signal });
+    } catch (err) {
+      // 409: not running any more; 404: already removed. Both mean the signal has nothing to do.
+      const code = (err as { statusCode?: number }).statusCode;
+      if (code !== 409 && code !== 404) throw err;
+    }
+  }
+
+  destroy(): Promise<void> {
+    this.#destroyed ??= (async () => {
+      try {
+        await this.container.remove({ force: true, v: true });
+      } catch (err) {
+        if (!isNotFound(err) && (err as { statusCode?: number }).statusCode !== 409) throw err;
+      }
+      await rm(this.dir, { recursive: true, force: true });
+    })();
+    return this.#destroyed;
+  }
+}
+
+/** {@link KernelRuntime} over the local Docker Engine. */
+export class DockerRuntime implements KernelRuntime {
+  readonly kernelsDir: string;
+
+  constructor(private readonly opts: DockerRuntimeOptions) {
+    this.kernelsDir = path.join(opts.stateDir, 'k');
+  }
+
+  async createSandbox(kernelId: string, env: Record<string, string>): Promise<Sandbox> {
+    const short = randomBytes(6).toString('hex');
+    const dir = path.join(this.kernelsDir, short);
+    await mkdir(this.kernelsDir, { recursive: true, mode: 0o711 });
+    await mkdir(dir, { mode: 0o700 });
+    await chown(dir, SANDBOX_UID, SANDBOX_UID);
+    const key = randomBytes(32).toString('hex');
+    const connectionFile = {
+      transport: 'ipc',
+      ip: `${KERNEL_DIR_IN_CONTAINER}/k`,
+      shell_port: PORTS.shell,
+      iopub_port: PORTS.iopub,
+      stdin_port: PORTS.stdin,
+      control_port: PORTS.control,
+      hb_port: PORTS.hb,
+      key,
+      signature_scheme: 'hmac-sha256',
+      kernel_name: 'python3',
+    };
+    const file = path.join(dir, 'connection.json');
+    await writeFile(file, JSON.stringify(connectionFile), { mode: 0o400 });
+    await chown(file, SANDBOX_UID, SANDBOX_UID);
+    const endpoints = Object.fromEntries(
+      Object.entries(PORTS).map(([ch, port]) => [ch, `ipc://${dir}/k-${port}`]),
+    ) as Record<ZmqChannel, string>;
+
+    const spec = buildContainerSpec({
+      policy: this.opts.policy,
+      image: this.opts.image,
+      kernelId,
+      kernelDir: dir,
+      name: `aido-k-${kernelId.slice(0, 8)}-${short}`,
+      env,
+      hostHasAppArmor: this.opts.hostHasAppArmor,
+      labels: {
+        [LABEL_APP]: '1',
+        [LABEL_STATE_DIR]: this.opts.stateDir,
+        [LABEL_KERNEL_ID]: kernelId,
+        [LABEL_KERNEL_DIR]: dir,
+      },
+    });
+    let container: Docker.Container;
+    try {
+      container = await this.opts.docker.createContainer(spec);
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
+      throw this.translate(err, 'creating the sandbox');
+    }
+    const sandbox = new DockerSandbox(container, { key, signatureScheme: 'hmac-sha256', endpoints }, dir);
+    try {
+      await container.start();
+    } catch (err) {
+      await sandbox.destroy().catch(() => undefined);
+      throw this.translate(err, 'starting the sandbox');
+    }
+    return sandbox;
+  }
+
+  private translate(err: unknown, what: string): GatewayError {
+    const e = err as { statusCode?: number; code?: string; json?: { message?: string }; message?: string };
+    if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED' || e.code === 'EACCES') {
+      return new GatewayError('DOCKER_UNAVAILABLE', `Docker Engine is not reachable (${e.code}) while ${what}`, { cause: err });
+    }
+    if (e.statusCode === 404) {
+      return new GatewayError(
+        'KERNEL_START_FAILED',
+        `kernel image ${this.opts.image} is missing: build it with "bash kernel-image/build.sh"`,
+        { cause: err },
+      );
+    }
+    const detail = e.json?.message ?? e.message ?? String(err);
+    return new GatewayError('KERNEL_START_FAILED', `Docker refused ${what}: ${detail}`, { cause: err });
+  }
+
+  private async labelled(): Promise<Docker.ContainerInfo[]> {
+    return this.opts.docker.listContainers({
+      all: true,
+      filters: { label: [`${LABEL_APP}=1`, `${LABEL_STATE_DIR}=${this.opts.stateDir}`] },
+    });
+  }
+
+  async reapOrphans(keep: ReadonlySet<string>): Promise<number> {
+    let removed = 0;
+    const keepDirs = new Set<string>();
+    for (const c of await this.labelled()) {
+      if (keep.has(c.Id)) {
+        const d = c.Labels[LABEL_KERNEL_DIR];
+        if (d) keepDirs.add(d);
+        continue;
+      }
+      try {
+        await this.opts.docker.getContainer(c.Id).remove({ force: true, v: true });
+        removed++;
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
+    const entries = await readdir(this.kernelsDir).catch(() => [] as string[]);
+    for (const name of entries) {
+      const d = path.join(this.kernelsDir, name);
+      if (!keepDirs.has(d)) await rm(d, { recursive: true, force: true });
+    }
+    return removed;
+  }
+
+  async list(): Promise<SandboxInfo[]> {
+    const out: SandboxInfo[] = [];
+    for (const c of await this.labelled()) {
+      const info = await this.opts.docker
+        .getContainer(c.Id)
+        .inspect()
+        .catch(() => undefined);
+      if (!info) continue;
+      const h = info.HostConfig;
+      out.push({
+        containerId: c.Id,
+        kernelId: c.Labels[LABEL_KERNEL_ID] ?? null,
+        created: info.Created,
+        state: info.State.Status,
+        limits: {
+          memory: h.Memory,
+          memory_swap: h.MemorySwap,
+          nano_cpus: h.NanoCpus,
+          pids_limit: h.PidsLimit,
+          ulimits: h.Ulimits,
+          readonly_rootfs: h.ReadonlyRootfs,
+          network_mode: h.NetworkMode,
+          cap_drop: h.CapDrop,
+          tmpfs: h.Tmpfs,
+        },
+        securityOpt: ((h.SecurityOpt ?? []) as string[]).map((o: string) => (o.startsWith('seccomp=') ? 'seccomp=<profile>' : o)),
+        runtime: h.Runtime ?? 'runc',
+      });
+    }
+    return out;
+  }
+
+  async ping(): Promise<boolean> {
+    try {
+      await this.opts.docker.ping();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}

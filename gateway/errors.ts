@@ -1,0 +1,79 @@
+/**
+ * The one error type the gateway raises. Lower layers throw it with a stable code; only the HTTP and
+ * WebSocket edges map the code to a status (see {@link httpStatusOf}) or a close code.
+ */
+export type GatewayErrorCode =
+  | 'AUTH_REQUIRED'
+  | 'FORBIDDEN_ORIGIN'
+  | 'NOT_FOUND'
+  | 'KERNEL_NOT_FOUND'
+  | 'KERNELSPEC_NOT_FOUND'
+  | 'SESSION_NOT_FOUND'
+  | 'CONTAINER_NOT_FOUND'
+  | 'TOO_MANY_KERNELS'
+  | 'KERNEL_ID_IN_USE'
+  | 'BAD_REQUEST'
+  | 'BAD_JSON'
+  | 'PAYLOAD_TOO_LARGE'
+  | 'KERNEL_START_FAILED'
+  | 'KERNEL_DEAD'
+  | 'DOCKER_UNAVAILABLE'
+  | 'SHUTTING_DOWN'
+  | 'INTERNAL';
+
+const STATUS: Record<GatewayErrorCode, { status: number; reason: string }> = {
+  AUTH_REQUIRED: { status: 401, reason: 'Unauthorized' },
+  FORBIDDEN_ORIGIN: { status: 403, reason: 'Forbidden' },
+  NOT_FOUND: { status: 404, reason: 'Not Found' },
+  KERNEL_NOT_FOUND: { status: 404, reason: 'Not Found' },
+  KERNELSPEC_NOT_FOUND: { status: 404, reason: 'Not Found' },
+  SESSION_NOT_FOUND: { status: 404, reason: 'Not Found' },
+  CONTAINER_NOT_FOUND: { status: 404, reason: 'Not Found' },
+  // Kernel Gateway answers an exceeded kernel limit with 403 "Resource Limit"; clients expect that.
+  TOO_MANY_KERNELS: { status: 403, reason: 'Resource Limit' },
+  KERNEL_ID_IN_USE: { status: 409, reason: 'Conflict' },
+  BAD_REQUEST: { status: 400, reason: 'Bad Request' },
+  BAD_JSON: { status: 400, reason: 'Bad Request' },
+  PAYLOAD_TOO_LARGE: { status: 413, reason: 'Payload Too Large' },
+  KERNEL_START_FAILED: { status: 500, reason: 'Kernel Start Failed' },
+  KERNEL_DEAD: { status: 409, reason: 'Kernel Dead' },
+  DOCKER_UNAVAILABLE: { status: 503, reason: 'Service Unavailable' },
+  SHUTTING_DOWN: { status: 503, reason: 'Service Unavailable' },
+  INTERNAL: { status: 500, reason: 'Internal Server Error' },
+};
+
+/** A domain error with a stable code; its message is safe to show to clients. */
+export class GatewayError extends Error {
+  override readonly name = 'GatewayError';
+  constructor(
+    readonly code: GatewayErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** HTTP status and Jupyter-style `reason` for an error code. */
+export function httpStatusOf(code: GatewayErrorCode): { status: number; reason: string } {
+  return STATUS[code];
+}
+
+/** WebSocket close code for an error that ends a channels connection. */
+export function wsCloseCodeOf(code: GatewayErrorCode): number {
+  switch (code) {
+    case 'SHUTTING_DOWN':
+      return 1001;
+    case 'KERNEL_DEAD':
+    case 'KERNEL_NOT_FOUND':
+      return 1011;
+    default:
+      return 1008;
+  }
+}
+
+/** Turns anything thrown into a GatewayError, hiding internals behind INTERNAL. */
+export function asGatewayError(err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err;
+  return new GatewayError('INTERNAL', 'Internal server error', { cause: err });
+}

@@ -1,0 +1,174 @@
+/**
+ * The REST surface: Jupyter's /api (kernels, kernelspecs, sessions) with the status codes Jupyter
+ * Server and Kernel Gateway use, plus the security API. Errors are `{reason, message}`, never a
+ * traceback.
+ */
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { isAuthorized } from './auth.js';
+import type { GatewayConfig } from './config.js';
+import { asGatewayError, GatewayError, httpStatusOf } from './errors.js';
+import type { KernelRegistry } from './kernel-registry.js';
+import type { KernelSpecs } from './kernelspecs.js';
+import type { Logger } from './logger.js';
+import type { SecurityService } from './security-service.js';
+import type { SessionStore } from './sessions.js';
+
+export const API_VERSION = '2.12.0';
+
+export interface HttpApiDeps {
+  config: GatewayConfig;
+  kernels: KernelRegistry;
+  sessions: SessionStore;
+  specs: KernelSpecs;
+  security: SecurityService;
+  logger: Logger;
+  isDraining: () => boolean;
+}
+
+function sendError(res: Response, err: GatewayError): void {
+  const { status, reason } = httpStatusOf(err.code);
+  res.status(status).json({ reason, message: err.message });
+}
+
+function bodyOf(req: Request): Record<string, unknown> {
+  const b: unknown = req.body;
+  if (b === undefined || b === null) return {};
+  if (typeof b !== 'object' || Array.isArray(b)) throw new GatewayError('BAD_REQUEST', 'the request body must be a JSON object');
+  return b as Record<string, unknown>;
+}
+
+function param(req: Request, name: string): string {
+  const v = req.params[name];
+  return typeof v === 'string' ? v : '';
+}
+
+export function createHttpApi(deps: HttpApiDeps): express.Express {
+  const { config, kernels, sessions, specs, security, logger } = deps;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+
+  // CORS per configuration; OPTIONS is answered without auth (as Kernel Gateway does).
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    const origin = req.headers.origin;
+    if (origin && (config.allowOrigin.includes('*') || config.allowOrigin.includes(origin))) {
+      res.setHeader('Access-Control-Allow-Origin', config.allowOrigin.includes('*') ? '*' : origin);
+      res.setHeader('Access-Control-Allow-Headers', 'Authorization, Content-Type, X-XSRFToken');
+      res.setHeader('Access-Control-Allow-Methods', 'GET, POST, PATCH, PUT, DELETE, OPTIONS');
+      res.setHeader('Vary', 'Origin');
+    }
+    if (req.method === 'OPTIONS') {
+      res.status(200).end();
+      return;
+    }
+    if (deps.isDraining()) {
+      sendError(res, new GatewayError('SHUTTING_DOWN', 'the gateway is shutting down'));
+      return;
+    }
+    const url = new URL(req.originalUrl, 'http://gateway');
+    if (!isAuthorized(req, url, config.authToken, false)) {
+      sendError(res, new GatewayError('AUTH_REQUIRED', 'a valid token is required (Authorization: token <T>)'));
+      return;
+    }
+    next();
+  });
+  app.use(express.json({ limit: '1mb', type: () => true }));
+
+  app.get('/api', (_req, res) => {
+    res.json({ version: API_VERSION });
+  });
+
+  // ---- kernelspecs ----
+  app.get('/api/kernelspecs', (_req, res) => {
+    res.json(specs.all());
+  });
+  app.get('/api/kernelspecs/:name', (req, res) => {
+    res.json(specs.model(param(req, 'name')));
+  });
+  app.get('/kernelspecs/:name/:file', (req, res) => {
+    const file = specs.resource(param(req, 'name'), param(req, 'file'));
+    res.setHeader('Cache-Control', 'max-age=2592000');
+    res.sendFile(file);
+  });
+
+  // ---- kernels ----
+  app.get('/api/kernels', (_req, res) => {
+    res.json(kernels.list().map((k) => k.model()));
+  });
+  app.post('/api/kernels', async (req, res) => {
+    const body = bodyOf(req);
+    const kernel = await kernels.start({ name: body.name, env: body.env, kernel_id: body.kernel_id });
+    res.status(201).location(`/api/kernels/${kernel.id}`).json(kernel.model());
+  });
+  app.get('/api/kernels/:id', (req, res) => {
+    res.json(kernels.get(param(req, 'id')).model());
+  });
+  app.delete('/api/kernels/:id', async (req, res) => {
+    await kernels.shutdown(param(req, 'id'));
+    res.status(204).end();
+  });
+  app.post('/api/kernels/:id/interrupt', async (req, res) => {
+    await kernels.get(param(req, 'id')).interrupt();
+    res.status(204).end();
+  });
+  app.post('/api/kernels/:id/restart', async (req, res) => {
+    const k = kernels.get(param(req, 'id'));
+    await k.restart();
+    res.status(200).json(k.model());
+  });
+
+  // ---- sessions ----
+  app.get('/api/sessions', (_req, res) => {
+    res.json(sessions.list());
+  });
+  app.post('/api/sessions', async (req, res) => {
+    const s = await sessions.create(bodyOf(req));
+    res.status(201).location(`/api/sessions/${s.id}`).json(s);
+  });
+  app.get('/api/sessions/:id', (req, res) => {
+    res.json(sessions.get(param(req, 'id')));
+  });
+  app.patch('/api/sessions/:id', async (req, res) => {
+    res.json(await sessions.patch(param(req, 'id'), bodyOf(req)));
+  });
+  app.delete('/api/sessions/:id', async (req, res) => {
+    await sessions.delete(param(req, 'id'));
+    res.status(204).end();
+  });
+
+  // ---- security ----
+  app.post('/api/security/panic', async (_req, res) => {
+    res.json(await security.panic());
+  });
+  app.get('/api/security/containers', async (_req, res) => {
+    res.json(await security.containers());
+  });
+  app.delete('/api/security/containers/:id', async (req, res) => {
+    await security.removeContainer(param(req, 'id'));
+    res.status(204).end();
+  });
+  app.delete('/api/security/sessions/:id', async (req, res) => {
+    await security.removeSession(param(req, 'id'));
+    res.status(204).end();
+  });
+  app.get('/api/security/health', async (_req, res) => {
+    res.json(await security.health());
+  });
+
+  app.use((_req, res) => {
+    sendError(res, new GatewayError('NOT_FOUND', 'Not Found'));
+  });
+
+  // Errors: body-parser errors carry a `type`; domain errors a code; anything else is hidden.
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const e = err as { type?: string; status?: number };
+    let ge: GatewayError;
+    if (e.type === 'entity.parse.failed') ge = new GatewayError('BAD_JSON', 'the request body is not valid JSON');
+    else if (e.type === 'entity.too.large') ge = new GatewayError('PAYLOAD_TOO_LARGE', 'the request body is too large');
+    else ge = asGatewayError(err);
+    if (ge.code === 'INTERNAL') logger.error({ err, path: req.path }, 'unhandled error');
+    else logger.debug({ code: ge.code, path: req.path }, ge.message);
+    sendError(res, ge);
+  });
+  return app;
+}

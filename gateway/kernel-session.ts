@@ -1,0 +1,564 @@
+/**
+ * One kernel: its sandbox, the gateway's own ZMQ sockets (one iopub SUB fanned out to every client,
+ * plus shell and control DEALERs for readiness probes, interrupts and shutdown), the clients
+ * attached to it, the execution watchdog and the kernel's lifecycle
+ * (starting → idle/busy → restarting → … → dead).
+ */
+import { randomUUID } from 'node:crypto';
+import type { WebSocket } from 'ws';
+import {
+  createMessage,
+  decodeZmq,
+  encodeZmq,
+  Signer,
+  toRaw,
+  type Channel,
+  type Header,
+  type RawMessage,
+} from '../protocol/index.js';
+import { ClientChannels, type ChannelHost, type ClientChannelsOptions, type WireProtocol } from './client-channels.js';
+import { ExecutionDeadline, InterruptLadder, realTimers, type Timers } from './deadline.js';
+import { GatewayError } from './errors.js';
+import type { Logger } from './logger.js';
+import type { KernelRuntime, Sandbox, SandboxExit } from './runtime.js';
+import { ZmqLink } from './zmq-link.js';
+
+/** Jupyter's execution states (the only values clients accept). */
+export type ExecutionState = 'starting' | 'idle' | 'busy' | 'restarting' | 'dead';
+
+/** The kernel model of the REST API. */
+export interface KernelModel {
+  id: string;
+  name: string;
+  last_activity: string;
+  execution_state: ExecutionState;
+  connections: number;
+  reason?: string;
+}
+
+export interface KernelSessionOptions {
+  id: string;
+  name: string;
+  env: Record<string, string>;
+  runtime: KernelRuntime;
+  logger: Logger;
+  execTimeoutMs: number;
+  killGraceMs: number;
+  restartAfterKill: boolean;
+  startTimeoutMs: number;
+  clients: ClientChannelsOptions;
+  timers?: Timers;
+}
+
+/** Requests whose replies and status messages do not count as user activity. */
+const UNTRACKED = new Set([
+  'kernel_info_request',
+  'comm_info_request',
+  'interrupt_request',
+  'shutdown_request',
+  'debug_request',
+  'usage_request',
+]);
+
+interface PendingRequest {
+  header: Header;
+  channel: Channel;
+  client: ClientChannels;
+}
+
+function parseJson(buf: Buffer): Record<string, unknown> {
+  try {
+    const v: unknown = JSON.parse(buf.toString('utf8'));
+    return typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
+function replyTypeOf(requestType: string): string {
+  return requestType.endsWith('_request') ? `${requestType.slice(0, -'_request'.length)}_reply` : `${requestType}_reply`;
+}
+
+export class KernelSession implements ChannelHost {
+  readonly id: string;
+  readonly name: string;
+  executionState: ExecutionState = 'starting';
+  lastActivity = new Date();
+  reason: string | undefined;
+
+  #signer: Signer | undefined;
+  #sandbox: Sandbox | undefined;
+  #links: ZmqLink[] = [];
+  #gwShell: ZmqLink | undefined;
+  #gwControl: ZmqLink | undefined;
+  readonly #gwSession = `gateway-${randomUUID()}`;
+  #kernelSession = '';
+  #generation = 0;
+  #clients = new Map<string, ClientChannels>();
+  #pending = new Map<string, PendingRequest>();
+  #gwWaiters = new Map<string, (raw: RawMessage) => void>();
+  #iopubSeen = false;
+  #activeExecution: string | undefined;
+  #timedOut = new Set<string>();
+  #killReason: string | undefined;
+  #restarting: Promise<void> | undefined;
+  #closed: Promise<void> | undefined;
+  readonly #deadline: ExecutionDeadline;
+  readonly #ladder: InterruptLadder;
+  readonly #log: Logger;
+
+  constructor(private readonly opts: KernelSessionOptions) {
+    this.id = opts.id;
+    this.name = opts.name;
+    this.#log = opts.logger.child({ kernel: opts.id });
+    const timers = opts.timers ?? realTimers;
+    this.#deadline = new ExecutionDeadline(opts.execTimeoutMs, timers);
+    this.#ladder = new InterruptLadder(
+      {
+        interrupt: () => this.#sendInterrupt(),
+        kill: () => this.#kill('killed: the execution did not stop after an interrupt'),
+      },
+      opts.killGraceMs,
+      timers,
+    );
+  }
+
+  get signer(): Signer | undefined {
+    return this.#signer;
+  }
+
+  /** The container id of the current sandbox. */
+  get containerId(): string | undefined {
+    return this.#sandbox?.id;
+  }
+
+  get connections(): number {
+    let n = 0;
+    for (const c of this.#clients.values()) if (c.attached) n++;
+    return n;
+  }
+
+  get closing(): boolean {
+    return this.#closed !== undefined;
+  }
+
+  model(): KernelModel {
+    const m: KernelModel = {
+      id: this.id,
+      name: this.name,
+      last_activity: this.lastActivity.toISOString(),
+      execution_state: this.executionState,
+      connections: this.connections,
+    };
+    if (this.reason !== undefined) m.reason = this.reason;
+    return m;
+  }
+
+  // ---- lifecycle --------------------------------------------------------------------------
+
+  /** Creates the sandbox and waits for the kernel to answer kernel_info. */
+  async start(): Promise<void> {
+    await this.#boot();
+  }
+
+  async #boot(): Promise<void> {
+    const gen = ++this.#generation;
+    const sandbox = await this.opts.runtime.createSandbox(this.id, this.opts.env);
+    if (this.#closed) {
+      await sandbox.destroy();
+      throw new GatewayError('KERNEL_NOT_FOUND', `kernel ${this.id} was shut down while starting`);
+    }
+    this.#sandbox = sandbox;
+    this.#signer = new Signer(sandbox.connection.key);
+    this.#iopubSeen = false;
+    this.#killReason = undefined;
+    const ep = sandbox.connection.endpoints;
+    const onErr = (err: unknown): void => {
+      this.#log.warn({ err: String(err) }, 'gateway ZMQ socket failed');
+    };
+    const iopub = ZmqLink.subscriber(ep.iopub, (f) => {
+      this.#onIopub(gen, f);
+    }, onErr);
+    this.#gwShell = ZmqLink.dealer(ep.shell, this.#gwSession, (f) => {
+      this.#onGatewayReply(gen, 'shell', f);
+    }, onErr);
+    this.#gwControl = ZmqLink.dealer(ep.control, this.#gwSession, (f) => {
+      this.#onGatewayReply(gen, 'control', f);
+    }, onErr);
+    this.#links = [iopub, this.#gwShell, this.#gwControl];
+    void sandbox.exited.then((exit) => {
+      if (gen === this.#generation && !this.#closed) void this.#onSandboxExit(exit);
+    });
+    try {
+      await this.#waitReady(sandbox, gen);
+    } catch (err) {
+      this.#closeLinks();
+      await sandbox.destroy().catch(() => undefined);
+      throw err;
+    }
+    for (const c of this.#clients.values()) c.connectZmq(sandbox.connection);
+    this.executionState = 'idle';
+    this.reason = undefined;
+    this.lastActivity = new Date();
+    this.#log.info({ container: sandbox.id }, 'kernel ready');
+  }
+
+  /** Probes with kernel_info_request until a reply arrives and the iopub subscription is live. */
+  async #waitReady(sandbox: Sandbox, gen: number): Promise<void> {
+    const deadline = Date.now() + this.opts.startTimeoutMs;
+    let exit: SandboxExit | undefined;
+    void sandbox.exited.then((e) => (exit = e));
+    let replied = false;
+    while (!(replied && this.#iopubSeen)) {
+      if (exit) {
+        throw new GatewayError(
+          'KERNEL_START_FAILED',
+          `the sandbox stopped while starting (${exit.oomKilled ? 'OOM-killed' : `exit code ${exit.exitCode}`})`,
+        );
+      }
+      if (gen !== this.#generation || this.#closed) {
+        throw new GatewayError('KERNEL_NOT_FOUND', `kernel ${this.id} was shut down while starting`);
+      }
+      if (Date.now() > deadline) {
+        throw new GatewayError('KERNEL_START_FAILED', `the kernel did not answer kernel_info within ${this.opts.startTimeoutMs} ms`);
+      }
+      const reply = await this.#gatewayRequest('shell', 'kernel_info_request', {}, 250);
+      if (reply) replied = true;
+    }
+  }
+
+  /** Sends a request from the gateway's own socket; resolves with the reply or undefined on timeout. */
+  #gatewayRequest(channel: 'shell' | 'control', msgType: string, content: Record<string, unknown>, timeoutMs: number): Promise<RawMessage | undefined> {
+    const link = channel === 'shell' ? this.#gwShell : this.#gwControl;
+    const signer = this.#signer;
+    if (!link || !signer) return Promise.resolve(undefined);
+    const raw = toRaw(createMessage({ msgType, channel, session: this.#gwSession, content }));
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#gwWaiters.delete(raw.header.msg_id);
+        resolve(undefined);
+      }, timeoutMs);
+      this.#gwWaiters.set(raw.header.msg_id, (reply) => {
+        clearTimeout(timer);
+        this.#gwWaiters.delete(raw.header.msg_id);
+        resolve(reply);
+      });
+      link.send(encodeZmq(raw, signer));
+    });
+  }
+
+  #onGatewayReply(gen: number, channel: Channel, frames: Buffer[]): void {
+    if (gen !== this.#generation || !this.#signer) return;
+    try {
+      const { raw } = decodeZmq(frames, channel, this.#signer);
+      this.#noteKernelSession(raw);
+      const parentId = parseJson(raw.parentHeader).msg_id;
+      if (typeof parentId === 'string') this.#gwWaiters.get(parentId)?.(raw);
+    } catch (err) {
+      this.#log.warn({ err: String(err), channel }, 'dropped an invalid message from the kernel');
+    }
+  }
+
+  #noteKernelSession(raw: RawMessage): void {
+    if (raw.header.session && raw.header.session !== this.#kernelSession) this.#kernelSession = raw.header.session;
+  }
+
+  #closeLinks(): void {
+    for (const l of this.#links) l.close();
+    this.#links = [];
+    this.#gwShell = undefined;
+    this.#gwControl = undefined;
+    for (const c of this.#clients.values()) c.disconnectZmq();
+  }
+
+  /** Restarts on a fresh sandbox with the same id; clients are told `restarting`. Memoized. */
+  restart(): Promise<void> {
+    if (this.#closed) return Promise.reject(new GatewayError('KERNEL_NOT_FOUND', `kernel ${this.id} is shutting down`));
+    this.#restarting ??= (async () => {
+      this.#log.info('restarting on a fresh sandbox');
+      this.executionState = 'restarting';
+      this.#broadcastStatus('restarting');
+      this.#settleAllPending('KernelRestarted', 'The kernel was restarted before this request finished.');
+      const old = this.#sandbox;
+      this.#generation++;
+      this.#closeLinks();
+      this.#sandbox = undefined;
+      this.#signer = undefined;
+      await old?.destroy().catch((err: unknown) => {
+        this.#log.warn({ err: String(err) }, 'removing the old sandbox failed');
+      });
+      try {
+        await this.#boot();
+        this.#broadcastStatus('starting');
+        this.#broadcastStatus('idle');
+      } catch (err) {
+        this.executionState = 'dead';
+        this.reason = `restart failed: ${(err as Error).message}`;
+        this.#broadcastStatus('dead');
+        throw err;
+      }
+    })().finally(() => {
+      this.#restarting = undefined;
+    });
+    return this.#restarting;
+  }
+
+  /**
+   * Interrupts the running execution through the shared ladder (interrupt, then kill after the
+   * grace period). With nothing running, only the interrupt_request is sent.
+   */
+  async interrupt(): Promise<void> {
+    if (this.executionState === 'dead') throw new GatewayError('KERNEL_DEAD', `kernel ${this.id} is dead`);
+    if (this.#activeExecution !== undefined || this.executionState === 'busy') {
+      void this.#ladder.run();
+      return;
+    }
+    await this.#sendInterrupt();
+  }
+
+  #sendInterrupt(): Promise<void> {
+    void this.#gatewayRequest('control', 'interrupt_request', {}, 1000);
+    return Promise.resolve();
+  }
+
+  async #kill(reason: string): Promise<void> {
+    this.#killReason = reason;
+    this.#log.warn({ reason }, 'killing the sandbox');
+    await this.#sandbox?.signal('SIGKILL');
+  }
+
+  /**
+   * Shuts the kernel down: shutdown_request and a short wait (unless `reason` says it is being
+   * killed), then the sandbox is removed. Memoized.
+   */
+  shutdown(opts: { reason?: string } = {}): Promise<void> {
+    this.#closed ??= (async () => {
+      this.#deadline.disarmAll();
+      const sandbox = this.#sandbox;
+      if (opts.reason !== undefined) {
+        this.reason = opts.reason;
+        this.#broadcast(this.notice(`Kernel stopped: ${opts.reason}`));
+      } else if (sandbox && this.executionState !== 'dead') {
+        await Promise.race([
+          this.#gatewayRequest('control', 'shutdown_request', { restart: false }, 1000),
+          sandbox.exited,
+        ]);
+      }
+      this.#generation++;
+      this.executionState = 'dead';
+      this.#broadcastStatus('dead');
+      this.#settleAllPending('KernelShutdown', 'The kernel was shut down before this request finished.');
+      for (const c of this.#clients.values()) c.close(1001, 'kernel shut down');
+      this.#clients.clear();
+      this.#closeLinks();
+      await sandbox?.destroy();
+      this.#log.info('kernel shut down');
+    })();
+    return this.#closed;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.shutdown();
+  }
+
+  // ---- clients ----------------------------------------------------------------------------
+
+  /** Attaches a WebSocket for `sessionId` (replacing a stale connection with the same id). */
+  attach(ws: WebSocket, sessionId: string, protocol: WireProtocol): void {
+    let client = this.#clients.get(sessionId);
+    if (!client) {
+      client = new ClientChannels(this, sessionId, this.opts.clients);
+      this.#clients.set(sessionId, client);
+      if (this.#sandbox && this.executionState !== 'restarting') client.connectZmq(this.#sandbox.connection);
+    }
+    client.attach(ws, protocol);
+    if (this.executionState === 'dead') client.deliver(this.#status('dead'));
+  }
+
+  connectionsChanged(): void {
+    // The model reads the count live; nothing to cache.
+  }
+
+  expired(client: ClientChannels): void {
+    if (this.#clients.get(client.sessionId) === client) this.#clients.delete(client.sessionId);
+  }
+
+  log(level: 'debug' | 'info' | 'warn', msg: string, extra: Record<string, unknown> = {}): void {
+    this.#log[level](extra, msg);
+  }
+
+  notice(text: string): RawMessage {
+    return this.#synth('stream', 'iopub', { name: 'stderr', text: `[gateway] ${text}\n` });
+  }
+
+  fromClient(client: ClientChannels, raw: RawMessage): boolean {
+    if (this.executionState === 'dead' || this.executionState === 'restarting' || !this.#sandbox) {
+      this.#replyError(client, raw.header, raw.channel, 'KernelUnavailable', `The kernel is ${this.executionState}; request dropped.`);
+      return false;
+    }
+    const type = raw.header.msg_type;
+    if (!UNTRACKED.has(type)) this.lastActivity = new Date();
+    if (type.endsWith('_request') && raw.channel !== 'stdin') {
+      this.#pending.set(raw.header.msg_id, { header: raw.header, channel: raw.channel, client });
+    }
+    return true;
+  }
+
+  fromKernel(_client: ClientChannels, raw: RawMessage): RawMessage | undefined {
+    this.#noteKernelSession(raw);
+    const parentId = parseJson(raw.parentHeader).msg_id;
+    if (typeof parentId !== 'string') return raw;
+    if (raw.header.msg_type.endsWith('_reply')) this.#pending.delete(parentId);
+    if (raw.header.msg_type === 'execute_reply' && this.#timedOut.has(parentId)) {
+      this.#timedOut.delete(parentId);
+      return this.#asTimeoutReply(raw);
+    }
+    return raw;
+  }
+
+  /** Rewrites an interrupted execute_reply so the client sees that the deadline ended it. */
+  #asTimeoutReply(raw: RawMessage): RawMessage {
+    const content = parseJson(raw.content);
+    content.status = 'error';
+    content.ename = 'ExecutionTimeout';
+    content.evalue = `Execution exceeded the ${this.opts.execTimeoutMs / 1000} s limit and was interrupted.`;
+    return { ...raw, content: Buffer.from(JSON.stringify(content)) };
+  }
+
+  // ---- kernel → clients -------------------------------------------------------------------
+
+  #onIopub(gen: number, frames: Buffer[]): void {
+    if (gen !== this.#generation || !this.#signer) return;
+    let raw: RawMessage;
+    try {
+      raw = decodeZmq(frames, 'iopub', this.#signer).raw;
+    } catch (err) {
+      this.#log.warn({ err: String(err) }, 'dropped an invalid iopub message');
+      return;
+    }
+    this.#iopubSeen = true;
+    this.#noteKernelSession(raw);
+    const type = raw.header.msg_type;
+    const parent = parseJson(raw.parentHeader);
+    const parentId = typeof parent.msg_id === 'string' ? parent.msg_id : undefined;
+    const parentType = typeof parent.msg_type === 'string' ? parent.msg_type : undefined;
+    const parentSession = typeof parent.session === 'string' ? parent.session : undefined;
+
+    if (type === 'status') {
+      const state = parseJson(raw.content).execution_state;
+      if ((state === 'busy' || state === 'idle' || state === 'starting') && this.executionState !== 'restarting' && this.executionState !== 'dead') {
+        this.executionState = state;
+      }
+      if (parentType === 'execute_request' && parentId) {
+        if (state === 'busy') this.#executionStarted(parentId);
+        else if (state === 'idle') this.#executionEnded(parentId);
+      }
+    } else if (type === 'execute_input' && parentId) {
+      this.#executionStarted(parentId);
+    }
+    if (parentType === undefined || !UNTRACKED.has(parentType)) {
+      if (type !== 'status') this.lastActivity = new Date();
+    }
+    // The gateway's own probes stay between the gateway and the kernel.
+    if (parentSession === this.#gwSession) return;
+    for (const c of this.#clients.values()) {
+      if (c.attached || parentSession === c.sessionId) c.deliver(raw);
+    }
+  }
+
+  #executionStarted(msgId: string): void {
+    this.#activeExecution = msgId;
+    this.#deadline.arm(msgId, () => {
+      void this.#onDeadline(msgId);
+    });
+  }
+
+  #executionEnded(msgId: string): void {
+    this.#deadline.disarm(msgId);
+    if (this.#activeExecution === msgId) this.#activeExecution = undefined;
+    this.#ladder.settle();
+  }
+
+  async #onDeadline(msgId: string): Promise<void> {
+    this.#log.warn({ msg_id: msgId, limit_ms: this.opts.execTimeoutMs }, 'execution deadline reached: interrupting');
+    this.#timedOut.add(msgId);
+    const outcome = await this.#ladder.run();
+    this.#log.warn({ msg_id: msgId, outcome }, 'execution deadline handled');
+  }
+
+  async #onSandboxExit(exit: SandboxExit): Promise<void> {
+    const killedByWatchdog = this.#killReason !== undefined;
+    const reason =
+      this.#killReason ??
+      (exit.oomKilled ? 'OOM-killed: the kernel exceeded its memory limit' : `the kernel exited with code ${exit.exitCode ?? 'unknown'}`);
+    this.#log.warn({ reason, exit }, 'sandbox stopped');
+    this.#deadline.disarmAll();
+    this.#ladder.settle();
+    const active = this.#activeExecution;
+    this.#activeExecution = undefined;
+    this.reason = reason;
+    this.#broadcast(this.notice(`Kernel died: ${reason}`));
+    if (active && this.#timedOut.has(active)) {
+      this.#timedOut.delete(active);
+      const p = this.#pending.get(active);
+      if (p) {
+        this.#pending.delete(active);
+        const evalue = `Execution exceeded the ${this.opts.execTimeoutMs / 1000} s limit, did not stop on interrupt, and the sandbox was killed.`;
+        this.#replyError(p.client, p.header, p.channel, 'ExecutionKilled', evalue);
+      }
+    }
+    this.#settleAllPending('KernelDied', `The kernel died: ${reason}`);
+    if (killedByWatchdog && this.opts.restartAfterKill) {
+      await this.restart().catch((err: unknown) => {
+        this.#log.error({ err: String(err) }, 'restart after kill failed');
+      });
+      this.reason = reason;
+      return;
+    }
+    this.#generation++;
+    this.#closeLinks();
+    this.executionState = 'dead';
+    this.#broadcastStatus('dead');
+  }
+
+  // ---- synthetic messages -----------------------------------------------------------------
+
+  #synth(msgType: string, channel: Channel, content: Record<string, unknown>, parent?: Header): RawMessage {
+    // Clients drop queued messages whose header.session differs from the kernel's, so synthetic
+    // messages carry the kernel's own session id.
+    const session = this.#kernelSession || this.#gwSession;
+    return toRaw(createMessage({ msgType, channel, session, content, ...(parent ? { parent } : {}) }));
+  }
+
+  #status(state: ExecutionState, parent?: Header): RawMessage {
+    return this.#synth('status', 'iopub', { execution_state: state }, parent);
+  }
+
+  #broadcast(raw: RawMessage): void {
+    for (const c of this.#clients.values()) if (c.attached) c.deliver(raw);
+  }
+
+  #broadcastStatus(state: ExecutionState): void {
+    this.#broadcast(this.#status(state));
+  }
+
+  /** Settles a client's request with an error: iopub error (for executions) and an error reply. */
+  #replyError(client: ClientChannels, request: Header, channel: Channel, ename: string, evalue: string): void {
+    if (!request.msg_type.endsWith('_request')) return;
+    const error = { status: 'error', ename, evalue, traceback: [`${ename}: ${evalue}`] };
+    if (request.msg_type === 'execute_request') {
+      client.deliver(this.#synth('error', 'iopub', { ename, evalue, traceback: error.traceback }, request));
+      client.deliver(this.#synth(replyTypeOf(request.msg_type), channel, { ...error, execution_count: null }, request));
+      client.deliver(this.#status('idle', request));
+    } else {
+      client.deliver(this.#synth(replyTypeOf(request.msg_type), channel, error, request));
+    }
+  }
+
+  #settleAllPending(ename: string, evalue: string): void {
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    this.#timedOut.clear();
+    for (const p of pending) this.#replyError(p.client, p.header, p.channel, ename, evalue);
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * The container runtime as the rest of the gateway sees it: a narrow interface, so that the Docker
+ * backend (ipc over a bind-mounted directory) can be joined later by others (Kubernetes + TCP/Curve)
+ * without touching the bridge.
+ */
+
+/** ZMQ channels of a kernel. */
+export type ZmqChannel = 'shell' | 'iopub' | 'stdin' | 'control' | 'hb';
+
+/** How to reach a kernel: transport-neutral endpoints and the message-signing key. */
+export interface ConnectionInfo {
+  /** HMAC key (hex); fresh per sandbox. */
+  key: string;
+  signatureScheme: 'hmac-sha256';
+  /** ZeroMQ endpoints, e.g. `ipc:///var/lib/aido-kgw/k/1a2b/k-1`. */
+  endpoints: Record<ZmqChannel, string>;
+}
+
+/** Why a sandbox stopped. */
+export interface SandboxExit {
+  exitCode: number | null;
+  oomKilled: boolean;
+}
+
+/** One running sandbox (one container); used by exactly one kernel, never reused. */
+export interface Sandbox {
+  /** Container id. */
+  readonly id: string;
+  readonly connection: ConnectionInfo;
+  /** Settles once the container has stopped. */
+  readonly exited: Promise<SandboxExit>;
+  /** Sends a signal to the container's init (SIGINT reaches the kernel's process group). */
+  signal(signal: 'SIGINT' | 'SIGKILL'): Promise<void>;
+  /** Kills and removes the container and its directory. Idempotent. */
+  destroy(): Promise<void>;
+}
+
+/** A labelled container as the runtime reports it. */
+export interface SandboxInfo {
+  containerId: string;
+  kernelId: string | null;
+  created: string;
+  state: string;
+  limits: Record<string, unknown>;
+  securityOpt: string[];
+  runtime: string;
+}
+
+/** Creates and tracks sandboxes. */
+export interface KernelRuntime {
+  /** Creates and starts a sandbox for `kernelId` with the given (already allow-listed) env. */
+  createSandbox(kernelId: string, env: Record<string, string>): Promise<Sandbox>;
+  /** Removes labelled containers and directories of this state dir that are not in `keep`. */
+  reapOrphans(keep: ReadonlySet<string>): Promise<number>;
+  /** Every labelled container of this state dir. */
+  list(): Promise<SandboxInfo[]>;
+  /** Whether the container engine answers. */
+  ping(): Promise<boolean>;
+}

@@ -1,0 +1,132 @@
+/**
+ * The security API's logic: panic, the sandbox listing with limits as Docker reports them,
+ * targeted removal, and a health report read back from live sandboxes.
+ */
+import type Docker from 'dockerode';
+import { describeDisabledControls, type SandboxPolicy } from '../security/policy.js';
+import type { GatewayConfig } from './config.js';
+import { GatewayError } from './errors.js';
+import type { KernelRegistry } from './kernel-registry.js';
+import type { Logger } from './logger.js';
+import type { KernelRuntime } from './runtime.js';
+import type { SessionStore } from './sessions.js';
+
+export interface SecurityServiceDeps {
+  config: GatewayConfig;
+  kernels: KernelRegistry;
+  sessions: SessionStore;
+  runtime: KernelRuntime;
+  docker: Docker;
+  policy: SandboxPolicy;
+  hostHasAppArmor: boolean;
+  logger: Logger;
+}
+
+export class SecurityService {
+  constructor(private readonly d: SecurityServiceDeps) {}
+
+  /** Kills every sandbox now; the gateway keeps serving. */
+  async panic(): Promise<{ killed: number }> {
+    const all = this.d.kernels.list();
+    this.d.logger.warn({ kernels: all.length }, 'PANIC: killing every sandbox');
+    await Promise.allSettled(all.map((k) => this.d.kernels.terminate(k.id, 'killed by panic')));
+    const orphans = await this.d.runtime.reapOrphans(new Set());
+    return { killed: all.length + orphans };
+  }
+
+  async containers(): Promise<unknown[]> {
+    const list = await this.d.runtime.list();
+    return list.map((c) => ({
+      kernel_id: c.kernelId,
+      container_id: c.containerId,
+      session_ids: c.kernelId ? this.d.sessions.idsForKernel(c.kernelId) : [],
+      created: c.created,
+      state: c.state,
+      limits: c.limits,
+      security_opt: c.securityOpt,
+      runtime: c.runtime,
+    }));
+  }
+
+  /** Removes a sandbox by container id (or a 12+ character prefix) or by kernel id. */
+  async removeContainer(id: string): Promise<void> {
+    if (this.d.kernels.find(id)) {
+      await this.d.kernels.terminate(id, 'removed through the security API');
+      return;
+    }
+    const match = (await this.d.runtime.list()).find((c) => id.length >= 12 && c.containerId.startsWith(id));
+    if (!match) throw new GatewayError('CONTAINER_NOT_FOUND', `No sandbox with container or kernel id ${id}`);
+    if (match.kernelId && this.d.kernels.find(match.kernelId)) {
+      await this.d.kernels.terminate(match.kernelId, 'removed through the security API');
+      return;
+    }
+    await this.d.runtime.reapOrphans(new Set((await this.d.runtime.list()).map((c) => c.containerId).filter((c) => c !== match.containerId)));
+  }
+
+  /** Removes everything of a session: its kernel, container, directory and connections. */
+  async removeSession(id: string): Promise<void> {
+    const kernelId = this.d.kernels.find(id) ? id : this.d.sessions.kernelOf(id);
+    if (!kernelId || !this.d.kernels.find(kernelId)) throw new GatewayError('SESSION_NOT_FOUND', `No session or kernel ${id}`);
+    await this.d.kernels.terminate(kernelId, 'session removed through the security API');
+    for (const sid of this.d.sessions.idsForKernel(kernelId)) await this.d.sessions.delete(sid).catch(() => undefined);
+  }
+
+  async health(): Promise<Record<string, unknown>> {
+    const { config, policy } = this.d;
+    const reachable = await this.d.runtime.ping();
+    let dockerVersion: string | null = null;
+    let image: Record<string, unknown> = { name: config.kernelImage, present: false };
+    let live: Awaited<ReturnType<KernelRuntime['list']>> = [];
+    if (reachable) {
+      dockerVersion = await this.d.docker
+        .version()
+        .then((v) => v.Version)
+        .catch(() => null);
+      image = await this.d.docker
+        .getImage(config.kernelImage)
+        .inspect()
+        .then((i) => ({
+          name: config.kernelImage,
+          present: true,
+          id: i.Id,
+          hash: i.Config.Labels?.['org.aido.kernel-image.hash'] ?? null,
+        }))
+        .catch(() => ({ name: config.kernelImage, present: false }));
+      live = await this.d.runtime.list().catch(() => []);
+    }
+    const running = live.filter((c) => c.state === 'running');
+    const every = (pred: (opts: string[]) => boolean): boolean | null => (running.length === 0 ? null : running.every((c) => pred(c.securityOpt)));
+    const disabled = describeDisabledControls(policy);
+    if (config.execTimeoutS === 0) disabled.push('execution deadline (AIDO_EXEC_TIMEOUT=0)');
+    if (!this.d.hostHasAppArmor) disabled.push('AppArmor: the host kernel has no AppArmor; the profile ships but is not applied');
+    const byState: Record<string, number> = {};
+    for (const k of this.d.kernels.list()) byState[k.executionState] = (byState[k.executionState] ?? 0) + 1;
+    return {
+      status: reachable && image.present === true ? 'ok' : 'degraded',
+      docker: { reachable, version: dockerVersion },
+      image,
+      runtime: policy.runtime ?? 'runc',
+      controls: {
+        seccomp: { configured: policy.seccomp, in_force_on_live_sandboxes: every((o) => o.some((s) => s.startsWith('seccomp='))) },
+        no_new_privileges: {
+          configured: policy.noNewPrivileges,
+          in_force_on_live_sandboxes: every((o) => o.some((s) => s.startsWith('no-new-privileges'))),
+        },
+        apparmor: {
+          host_supported: this.d.hostHasAppArmor,
+          profile: policy.appArmorProfile,
+          in_force_on_live_sandboxes: this.d.hostHasAppArmor ? every((o) => o.some((s) => s.startsWith('apparmor='))) : false,
+        },
+        read_only_rootfs: policy.readOnlyRootfs,
+        network: 'none',
+        capabilities: 'all dropped',
+        exec_timeout_s: config.execTimeoutS,
+        kill_grace_s: config.killGraceS,
+        disabled,
+      },
+      kernels: { count: this.d.kernels.list().length, by_state: byState, max: config.maxKernels, sandboxes_running: running.length },
+      pool: { size: config.poolSize, ready: 0 },
+      limits: policy.limits,
+    };
+  }
+}

@@ -1,0 +1,125 @@
+/**
+ * Assembles the gateway from its parts. `createGateway(config)` builds everything without
+ * listening, so tests can `listen()` on port 0; `close()` drains requests and removes every sandbox.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import Docker from 'dockerode';
+import { hostHasAppArmor } from '../security/apparmor.js';
+import { DEFAULT_LIMITS, type SandboxPolicy } from '../security/policy.js';
+import type { GatewayConfig } from './config.js';
+import { DockerRuntime } from './docker-runtime.js';
+import { createHttpApi } from './http-api.js';
+import { KernelRegistry } from './kernel-registry.js';
+import { KernelSpecs } from './kernelspecs.js';
+import { createLogger, type Logger } from './logger.js';
+import type { KernelRuntime } from './runtime.js';
+import { SecurityService } from './security-service.js';
+import { SessionStore } from './sessions.js';
+import { createChannelsServer } from './ws-server.js';
+
+export interface Gateway {
+  readonly config: GatewayConfig;
+  readonly server: Server;
+  readonly kernels: KernelRegistry;
+  readonly sessions: SessionStore;
+  readonly runtime: KernelRuntime;
+  readonly logger: Logger;
+  /** Listens on config.ip:config.port; resolves with the bound port. */
+  listen(): Promise<number>;
+  /** Refuses new requests (503), closes sockets, removes every sandbox. Idempotent. */
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** The sandbox policy the configuration asks for. */
+export function policyFrom(config: GatewayConfig): SandboxPolicy {
+  return {
+    limits: {
+      ...DEFAULT_LIMITS,
+      memoryBytes: config.memoryBytes,
+      cpus: config.cpus,
+      pids: config.pids,
+      nofile: config.nofile,
+      tmpSizeBytes: config.tmpSizeBytes,
+      workspaceSizeBytes: config.workspaceSizeBytes,
+    },
+    seccomp: config.seccomp,
+    appArmorProfile: 'aido-kernel',
+    noNewPrivileges: true,
+    readOnlyRootfs: true,
+    runtime: config.runtime === '' ? null : config.runtime,
+  };
+}
+
+export interface GatewayDeps {
+  logger?: Logger;
+  docker?: Docker;
+}
+
+export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Gateway {
+  const logger = deps.logger ?? createLogger(config.logLevel);
+  const docker = deps.docker ?? new Docker({ socketPath: config.dockerSocket });
+  const policy = policyFrom(config);
+  const appArmor = hostHasAppArmor();
+  const runtime = new DockerRuntime({ docker, stateDir: config.stateDir, image: config.kernelImage, policy, hostHasAppArmor: appArmor });
+  const specs = new KernelSpecs();
+  const kernels = new KernelRegistry(config, runtime, specs, logger);
+  const sessions = new SessionStore(kernels);
+  const security = new SecurityService({ config, kernels, sessions, runtime, docker, policy, hostHasAppArmor: appArmor, logger });
+  let draining = false;
+  const isDraining = (): boolean => draining;
+  const app = createHttpApi({ config, kernels, sessions, specs, security, logger, isDraining });
+  const server = createServer(app);
+  server.on('connection', (s) => {
+    s.setNoDelay(true);
+  });
+  const channels = createChannelsServer(config, kernels, logger, isDraining);
+  server.on('upgrade', (req, socket, head) => {
+    channels.handleUpgrade(req, socket, head);
+  });
+
+  let closed: Promise<void> | undefined;
+  const gateway: Gateway = {
+    config,
+    server,
+    kernels,
+    sessions,
+    runtime,
+    logger,
+    async listen() {
+      const reaped = await runtime.reapOrphans(new Set()).catch((err: unknown) => {
+        logger.warn({ err: String(err) }, 'could not reap orphaned sandboxes (is Docker up?)');
+        return 0;
+      });
+      if (reaped > 0) logger.info({ reaped }, 'removed orphaned sandboxes');
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(config.port, config.ip, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      return (server.address() as AddressInfo).port;
+    },
+    close() {
+      closed ??= (async () => {
+        draining = true;
+        channels.close();
+        const n = await kernels.shutdownAll();
+        logger.info({ kernels: n }, 'all kernels removed');
+        await new Promise<void>((resolve) => {
+          server.close(() => {
+            resolve();
+          });
+          server.closeAllConnections();
+        });
+      })();
+      return closed;
+    },
+    async [Symbol.asyncDispose]() {
+      await gateway.close();
+    },
+  };
+  return gateway;
+}
