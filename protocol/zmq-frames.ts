@@ -1,0 +1,166 @@
+/**
+ * The ZeroMQ multipart framing of a Jupyter message:
+ *
+ * ```
+ * [identity …] "<IDS|MSG>" signature header parent_header metadata content [buffer …]
+ * ```
+ *
+ * Decoding checks the frame count before touching any index, verifies the signature on the bytes
+ * as received (before parsing anything), refuses replays, and only then parses the header.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#the-wire-protocol
+ * @packageDocumentation
+ */
+import type { Channel } from './channels.js';
+import { ProtocolError } from './errors.js';
+import { parseHeader } from './header.js';
+import type { RawMessage } from './messages.js';
+import type { ReplayGuard, Signer } from './signing.js';
+
+const DELIMITER_TEXT = '<IDS|MSG>';
+
+/**
+ * The frame that separates routing identities from the message. Shared: do not mutate it.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#the-wire-protocol
+ */
+export const DELIMITER: Buffer = Buffer.from(DELIMITER_TEXT, 'ascii');
+
+// A private copy for comparisons, so a caller mutating the exported Buffer cannot break decoding.
+const DELIMITER_CHECK = Buffer.from(DELIMITER_TEXT, 'ascii');
+
+/** The frames after the delimiter that every message has: signature and the four JSON parts. */
+const MIN_PARTS_AFTER_DELIMITER = 5;
+
+/** What {@link encodeZmq} needs: the four JSON parts as bytes and the buffers. */
+export type ZmqParts = Pick<
+  RawMessage,
+  'headerBytes' | 'parentHeader' | 'metadata' | 'content' | 'buffers'
+>;
+
+/**
+ * Builds the multipart frames of a message, signing the four JSON parts. The part Buffers are
+ * placed in the result as they are, not copied.
+ *
+ * @param raw - the message in forwarding form.
+ * @param signer - signs with the kernel's key.
+ * @param identities - routing prefix (a ROUTER peer's identity), usually none from a DEALER.
+ * @returns `[...identities, DELIMITER, signature, header, parent_header, metadata, content, ...buffers]`.
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#the-wire-protocol
+ */
+export function encodeZmq(
+  raw: ZmqParts,
+  signer: Signer,
+  identities: readonly Buffer[] = [],
+): Buffer[] {
+  const signature = signer.sign([raw.headerBytes, raw.parentHeader, raw.metadata, raw.content]);
+  return [
+    ...identities,
+    DELIMITER,
+    Buffer.from(signature, 'latin1'),
+    raw.headerBytes,
+    raw.parentHeader,
+    raw.metadata,
+    raw.content,
+    ...raw.buffers,
+  ];
+}
+
+/** Limits applied by {@link decodeZmq}. */
+export interface ZmqLimits {
+  /** Most frames accepted in one multipart message, identities and buffers included. */
+  maxFrames?: number;
+  /** Most bytes accepted across all frames. */
+  maxBytes?: number;
+}
+
+/** A decoded multipart message. */
+export interface DecodedZmq {
+  /** The frames before the delimiter (ROUTER identities, or the IOPub topic). */
+  identities: Buffer[];
+  raw: RawMessage;
+}
+
+/**
+ * Splits, authenticates and decodes the frames of one message received on a ZMQ socket.
+ *
+ * Checks, in order: limits, the delimiter, at least five frames after it, the signature (when the
+ * signer has a key: present, then correct, then not seen before by `guard`), and the header.
+ *
+ * @param frames - the multipart message as received.
+ * @param channel - the channel of the socket it arrived on.
+ * @param signer - the kernel's key.
+ * @param guard - remembers signatures to refuse replays; omit to skip that check.
+ * @param limits - optional bounds on frame count and total size.
+ * @throws {@link ProtocolError} `FRAME_TOO_LARGE`, `MISSING_DELIMITER`, `MALFORMED_FRAME`,
+ *   `UNSIGNED`, `BAD_SIGNATURE`, `REPLAYED`, `BAD_JSON` or `BAD_HEADER`.
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#the-wire-protocol
+ */
+export function decodeZmq(
+  frames: readonly Buffer[],
+  channel: Channel,
+  signer: Signer,
+  guard?: ReplayGuard,
+  limits: ZmqLimits = {},
+): DecodedZmq {
+  if (limits.maxFrames !== undefined && frames.length > limits.maxFrames) {
+    throw new ProtocolError(
+      'FRAME_TOO_LARGE',
+      `message has ${frames.length} frames, over the limit of ${limits.maxFrames}`,
+    );
+  }
+  if (limits.maxBytes !== undefined) {
+    let total = 0;
+    for (const f of frames) total += f.length;
+    if (total > limits.maxBytes) {
+      throw new ProtocolError(
+        'FRAME_TOO_LARGE',
+        `message has ${total} bytes, over the limit of ${limits.maxBytes}`,
+      );
+    }
+  }
+
+  const d = frames.findIndex((f) => f.equals(DELIMITER_CHECK));
+  if (d < 0) throw new ProtocolError('MISSING_DELIMITER', 'no <IDS|MSG> delimiter frame');
+  if (frames.length - d - 1 < MIN_PARTS_AFTER_DELIMITER) {
+    throw new ProtocolError(
+      'MALFORMED_FRAME',
+      `need signature and 4 JSON frames after the delimiter, got ${frames.length - d - 1} frames`,
+    );
+  }
+  const signature = frameAt(frames, d + 1);
+  const headerBytes = frameAt(frames, d + 2);
+  const parentHeader = frameAt(frames, d + 3);
+  const metadata = frameAt(frames, d + 4);
+  const content = frameAt(frames, d + 5);
+
+  if (signer.enabled) {
+    if (signature.length === 0) throw new ProtocolError('UNSIGNED', 'message is not signed');
+    if (!signer.verify([headerBytes, parentHeader, metadata, content], signature)) {
+      throw new ProtocolError('BAD_SIGNATURE', 'signature does not match the message');
+    }
+    if (guard?.seen(signature.toString('latin1'))) {
+      throw new ProtocolError('REPLAYED', 'signature was seen before (replayed message)');
+    }
+  }
+
+  const header = parseHeader(headerBytes);
+  return {
+    identities: frames.slice(0, d),
+    raw: {
+      channel,
+      header,
+      headerBytes,
+      parentHeader,
+      metadata,
+      content,
+      buffers: frames.slice(d + 6),
+    },
+  };
+}
+
+function frameAt(frames: readonly Buffer[], i: number): Buffer {
+  const f = frames[i];
+  if (f === undefined) throw new ProtocolError('MALFORMED_FRAME', `missing frame ${i}`);
+  return f;
+}
