@@ -10,3 +10,5 @@ export * from './messages.js';
 export * from './json-bytes.js';
 export * from './signing.js';
 export * from './zmq-frames.js';
+export * from './ws-legacy.js';
+export * from './ws-v1.js';
