@@ -19,7 +19,12 @@ export function tokenFromHeader(header: string | undefined): string | undefined 
 }
 
 /** Whether a request carries the right token in its header or (when allowed) its `?token=` query. */
-export function isAuthorized(req: IncomingMessage, url: URL, expected: string, allowQuery: boolean): boolean {
+export function isAuthorized(
+  req: IncomingMessage,
+  url: URL,
+  expected: string,
+  allowQuery: boolean,
+): boolean {
   const fromHeader = tokenFromHeader(req.headers.authorization);
   if (fromHeader !== undefined && tokenMatches(fromHeader, expected)) return true;
   if (allowQuery) {

@@ -4,7 +4,9 @@ import { ConfigError, configRows, loadConfig, tokenWasGenerated } from './config
 import { createGateway } from './server.js';
 
 function usage(): string {
-  const rows = configRows().map((r) => `  ${r.flag.padEnd(24)} ${r.env.padEnd(26)} ${r.help} (default ${r.default})`);
+  const rows = configRows().map(
+    (r) => `  ${r.flag.padEnd(24)} ${r.env.padEnd(26)} ${r.help} (default ${r.default})`,
+  );
   return `usage: npm start -- [flags]\n\nEvery flag has an environment variable of the same meaning:\n${rows.join('\n')}\n`;
 }
 
@@ -27,10 +29,15 @@ async function main(): Promise<void> {
   const gateway = createGateway(config);
   const port = await gateway.listen();
   const url = `http://${config.ip.includes(':') ? `[${config.ip}]` : config.ip}:${port}`;
-  gateway.logger.info({ url, image: config.kernelImage, stateDir: config.stateDir }, 'gateway listening');
+  gateway.logger.info(
+    { url, image: config.kernelImage, stateDir: config.stateDir },
+    'gateway listening',
+  );
   process.stdout.write(`aido-kernel-gateway listening on ${url}\n`);
   if (tokenWasGenerated(process.env, argv)) {
-    process.stdout.write(`auth token (generated; set AIDO_AUTH_TOKEN to choose one): ${config.authToken}\n`);
+    process.stdout.write(
+      `auth token (generated; set AIDO_AUTH_TOKEN to choose one): ${config.authToken}\n`,
+    );
   }
   let stopping = false;
   const stop = (signal: string): void => {

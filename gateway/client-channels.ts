@@ -51,7 +51,8 @@ export interface ClientChannelsOptions {
 }
 
 function sizeOf(raw: RawMessage): number {
-  let n = raw.headerBytes.length + raw.parentHeader.length + raw.metadata.length + raw.content.length;
+  let n =
+    raw.headerBytes.length + raw.parentHeader.length + raw.metadata.length + raw.content.length;
   for (const b of raw.buffers) n += b.length;
   return n;
 }
@@ -139,7 +140,11 @@ export class ClientChannels {
     }
     this.host.connectionsChanged();
     if (this.#dropped > 0) {
-      this.#write(this.host.notice(`${this.#dropped} messages were dropped while this client was disconnected (replay buffer full).`));
+      this.#write(
+        this.host.notice(
+          `${this.#dropped} messages were dropped while this client was disconnected (replay buffer full).`,
+        ),
+      );
       this.#dropped = 0;
     }
     const replay = this.#buffer;
@@ -173,7 +178,8 @@ export class ClientChannels {
     this.#bufferBytes += size;
     while (
       this.#buffer.length > 0 &&
-      (this.#buffer.length > this.opts.replayMaxMessages || this.#bufferBytes > this.opts.replayMaxBytes)
+      (this.#buffer.length > this.opts.replayMaxMessages ||
+        this.#bufferBytes > this.opts.replayMaxBytes)
     ) {
       const old = this.#buffer.shift();
       if (old) this.#bufferBytes -= sizeOf(old);
@@ -193,19 +199,31 @@ export class ClientChannels {
   }
 
   #onFrame(ws: WebSocket, data: Buffer | Buffer[] | ArrayBuffer, isBinary: boolean): void {
-    const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+    const buf = Buffer.isBuffer(data)
+      ? data
+      : Array.isArray(data)
+        ? Buffer.concat(data)
+        : Buffer.from(data);
     let raw: RawMessage;
     try {
-      raw = this.#protocol === 'v1' ? decodeV1(buf) : toRaw(decodeLegacy(isBinary ? buf : buf.toString('utf8'), isBinary));
+      raw =
+        this.#protocol === 'v1'
+          ? decodeV1(buf)
+          : toRaw(decodeLegacy(isBinary ? buf : buf.toString('utf8'), isBinary));
     } catch (err) {
-      const reason = err instanceof ProtocolError ? `${err.code}: ${err.message}` : 'MALFORMED_FRAME';
+      const reason =
+        err instanceof ProtocolError ? `${err.code}: ${err.message}` : 'MALFORMED_FRAME';
       this.host.log('warn', 'malformed frame from client', { session: this.sessionId, reason });
       // 1007: the frame's data is inconsistent with the protocol. Close reasons are capped at 123 bytes.
       ws.close(1007, Buffer.from(reason).subarray(0, 120).toString());
       return;
     }
     if (!isRequestChannel(raw.channel)) {
-      this.#write(this.host.notice(`messages on the ${raw.channel} channel cannot be sent by clients; dropped ${raw.header.msg_type}`));
+      this.#write(
+        this.host.notice(
+          `messages on the ${raw.channel} channel cannot be sent by clients; dropped ${raw.header.msg_type}`,
+        ),
+      );
       return;
     }
     if (!this.host.fromClient(this, raw)) return;
@@ -227,7 +245,10 @@ export class ClientChannels {
     try {
       raw = decodeZmq(frames, channel, signer).raw;
     } catch (err) {
-      this.host.log('warn', 'dropped an invalid message from the kernel', { channel, err: String(err) });
+      this.host.log('warn', 'dropped an invalid message from the kernel', {
+        channel,
+        err: String(err),
+      });
       return;
     }
     const out = this.host.fromKernel(this, raw);

@@ -27,7 +27,8 @@ function int(min: number, max: number): Parser<number> {
 function num(min: number, max: number): Parser<number> {
   return (raw) => {
     const n = Number(raw);
-    if (raw.trim() === '' || !Number.isFinite(n)) throw new Error(`expected a number, got "${raw}"`);
+    if (raw.trim() === '' || !Number.isFinite(n))
+      throw new Error(`expected a number, got "${raw}"`);
     if (n < min || n > max) throw new Error(`expected ${min}..${max}, got ${n}`);
     return n;
   };
@@ -77,8 +78,20 @@ function logLevel(raw: string): string {
 }
 
 const TABLE = {
-  ip: { env: 'AIDO_IP', flag: '--ip', default: '127.0.0.1', parse: str, help: 'address to listen on' },
-  port: { env: 'AIDO_PORT', flag: '--port', default: 8888, parse: int(0, 65535), help: 'port to listen on (0: any free port)' },
+  ip: {
+    env: 'AIDO_IP',
+    flag: '--ip',
+    default: '127.0.0.1',
+    parse: str,
+    help: 'address to listen on',
+  },
+  port: {
+    env: 'AIDO_PORT',
+    flag: '--port',
+    default: 8888,
+    parse: int(0, 65535),
+    help: 'port to listen on (0: any free port)',
+  },
   authToken: {
     env: 'AIDO_AUTH_TOKEN',
     flag: '--auth-token',
@@ -114,7 +127,13 @@ const TABLE = {
     parse: str,
     help: 'kernel image (built by kernel-image/build.sh)',
   },
-  poolSize: { env: 'AIDO_POOL_SIZE', flag: '--pool-size', default: 0, parse: int(0, 1000), help: 'warm sandboxes kept ready' },
+  poolSize: {
+    env: 'AIDO_POOL_SIZE',
+    flag: '--pool-size',
+    default: 0,
+    parse: int(0, 1000),
+    help: 'warm sandboxes kept ready',
+  },
   maxKernels: {
     env: 'AIDO_MAX_KERNELS',
     flag: '--max-kernels',
@@ -129,11 +148,41 @@ const TABLE = {
     parse: absDir,
     help: 'per-kernel directories (connection file, ipc sockets) live under <dir>/k/',
   },
-  memoryBytes: { env: 'AIDO_MEMORY_LIMIT', flag: '--memory-limit', default: 512 * 1024 ** 2, parse: bytes(6 * 1024 ** 2), help: 'memory per sandbox, no swap (tmpfs pages count)' },
-  cpus: { env: 'AIDO_CPU_LIMIT', flag: '--cpu-limit', default: 0.5, parse: num(0.01, 256), help: 'CPU cores per sandbox' },
-  pids: { env: 'AIDO_PIDS_LIMIT', flag: '--pids-limit', default: 50, parse: int(8, 100000), help: 'processes and threads per sandbox' },
-  nofile: { env: 'AIDO_NOFILE_LIMIT', flag: '--nofile-limit', default: 1024, parse: int(64, 1048576), help: 'open files per process' },
-  tmpSizeBytes: { env: 'AIDO_TMP_SIZE', flag: '--tmp-size', default: 64 * 1024 ** 2, parse: bytes(1024 ** 2), help: 'size of the /tmp tmpfs' },
+  memoryBytes: {
+    env: 'AIDO_MEMORY_LIMIT',
+    flag: '--memory-limit',
+    default: 512 * 1024 ** 2,
+    parse: bytes(6 * 1024 ** 2),
+    help: 'memory per sandbox, no swap (tmpfs pages count)',
+  },
+  cpus: {
+    env: 'AIDO_CPU_LIMIT',
+    flag: '--cpu-limit',
+    default: 0.5,
+    parse: num(0.01, 256),
+    help: 'CPU cores per sandbox',
+  },
+  pids: {
+    env: 'AIDO_PIDS_LIMIT',
+    flag: '--pids-limit',
+    default: 50,
+    parse: int(8, 100000),
+    help: 'processes and threads per sandbox',
+  },
+  nofile: {
+    env: 'AIDO_NOFILE_LIMIT',
+    flag: '--nofile-limit',
+    default: 1024,
+    parse: int(64, 1048576),
+    help: 'open files per process',
+  },
+  tmpSizeBytes: {
+    env: 'AIDO_TMP_SIZE',
+    flag: '--tmp-size',
+    default: 64 * 1024 ** 2,
+    parse: bytes(1024 ** 2),
+    help: 'size of the /tmp tmpfs',
+  },
   workspaceSizeBytes: {
     env: 'AIDO_WORKSPACE_SIZE',
     flag: '--workspace-size',
@@ -141,8 +190,20 @@ const TABLE = {
     parse: bytes(1024 ** 2),
     help: 'size of /workspace (tmpfs-backed)',
   },
-  seccomp: { env: 'AIDO_SECCOMP', flag: '--seccomp', default: true, parse: bool, help: 'apply security/seccomp-profile.json (false: reported by health)' },
-  runtime: { env: 'AIDO_RUNTIME', flag: '--runtime', default: '', parse: str, help: 'Docker runtime for sandboxes (e.g. runsc); empty: the daemon default' },
+  seccomp: {
+    env: 'AIDO_SECCOMP',
+    flag: '--seccomp',
+    default: true,
+    parse: bool,
+    help: 'apply security/seccomp-profile.json (false: reported by health)',
+  },
+  runtime: {
+    env: 'AIDO_RUNTIME',
+    flag: '--runtime',
+    default: '',
+    parse: str,
+    help: 'Docker runtime for sandboxes (e.g. runsc); empty: the daemon default',
+  },
   allowOrigin: {
     env: 'AIDO_ALLOW_ORIGIN',
     flag: '--allow-origin',
@@ -199,7 +260,13 @@ const TABLE = {
     parse: num(0, 86400),
     help: 'seconds a disconnected client session (its ZMQ identity and buffer) is kept',
   },
-  logLevel: { env: 'AIDO_LOG_LEVEL', flag: '--log-level', default: 'info', parse: logLevel, help: 'pino log level' },
+  logLevel: {
+    env: 'AIDO_LOG_LEVEL',
+    flag: '--log-level',
+    default: 'info',
+    parse: logLevel,
+    help: 'pino log level',
+  },
   dockerSocket: {
     env: 'AIDO_DOCKER_SOCKET',
     flag: '--docker-socket',
@@ -211,7 +278,9 @@ const TABLE = {
 
 type Table = typeof TABLE;
 /** The validated configuration. */
-export type GatewayConfig = { -readonly [K in keyof Table]: Table[K]['default'] extends () => infer R ? R : Table[K]['default'] };
+export type GatewayConfig = {
+  -readonly [K in keyof Table]: Table[K]['default'] extends () => infer R ? R : Table[K]['default'];
+};
 
 /** A configuration that could not be loaded; names every bad key. */
 export class ConfigError extends Error {
@@ -255,7 +324,8 @@ export function loadConfig(
     if (key in overrides) {
       out[key] = (overrides as Record<string, unknown>)[key];
     } else if (raw === undefined || (raw === '' && key !== 'authToken')) {
-      out[key] = typeof entry.default === 'function' ? (entry.default as () => unknown)() : entry.default;
+      out[key] =
+        typeof entry.default === 'function' ? (entry.default as () => unknown)() : entry.default;
     } else {
       try {
         out[key] = entry.parse(raw);
@@ -266,7 +336,9 @@ export function loadConfig(
   }
   const cfg = out as GatewayConfig;
   if (typeof cfg.stateDir === 'string' && Buffer.byteLength(cfg.stateDir + IPC_SUFFIX) > 107) {
-    problems.push(`AIDO_STATE_DIR / --state-dir: too long for unix socket paths (keep it under ${107 - IPC_SUFFIX.length} bytes)`);
+    problems.push(
+      `AIDO_STATE_DIR / --state-dir: too long for unix socket paths (keep it under ${107 - IPC_SUFFIX.length} bytes)`,
+    );
   }
   if (problems.length > 0) throw new ConfigError(problems);
   if (cfg.authToken === '') cfg.authToken = randomBytes(24).toString('hex');
@@ -275,7 +347,16 @@ export function loadConfig(
 
 /** Whether the token was generated (not supplied), so the CLI prints it. */
 export function tokenWasGenerated(env: NodeJS.ProcessEnv, argv: readonly string[]): boolean {
-  return !env.AIDO_AUTH_TOKEN && !argv.some((a) => a === '--auth-token' || a.startsWith('--auth-token='));
+  return (
+    !env.AIDO_AUTH_TOKEN && !argv.some((a) => a === '--auth-token' || a.startsWith('--auth-token='))
+  );
+}
+
+function showDefault(v: unknown): string {
+  // Byte sizes read better as 512m than as 536870912.
+  if (typeof v === 'number' && v >= 1024 ** 2 && v % 1024 ** 2 === 0) return `${v / 1024 ** 2}m`;
+  if (Array.isArray(v)) return v.join(',');
+  return String(v);
 }
 
 /** The configuration table as rows, for `--help` and the README. */
@@ -283,7 +364,7 @@ export function configRows(): { env: string; flag: string; default: string; help
   return Object.values(TABLE).map((e: Entry<unknown>) => ({
     env: e.env,
     flag: e.flag,
-    default: JSON.stringify(typeof e.default === 'function' ? '(computed)' : e.default),
+    default: showDefault(e.default),
     help: e.help,
   }));
 }

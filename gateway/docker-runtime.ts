@@ -6,9 +6,20 @@ import { randomBytes } from 'node:crypto';
 import { chown, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import Docker from 'dockerode';
-import { buildContainerSpec, KERNEL_DIR_IN_CONTAINER, type SandboxPolicy } from '../security/policy.js';
+import {
+  buildContainerSpec,
+  KERNEL_DIR_IN_CONTAINER,
+  type SandboxPolicy,
+} from '../security/policy.js';
 import { GatewayError } from './errors.js';
-import type { ConnectionInfo, KernelRuntime, Sandbox, SandboxExit, SandboxInfo, ZmqChannel } from './runtime.js';
+import type {
+  ConnectionInfo,
+  KernelRuntime,
+  Sandbox,
+  SandboxExit,
+  SandboxInfo,
+  ZmqChannel,
+} from './runtime.js';
 
 /** Labels every sandbox carries; the state-dir label scopes ownership to one gateway. */
 export const LABEL_APP = 'org.aido.kernel-gateway';
@@ -28,7 +39,9 @@ export interface DockerRuntimeOptions {
 }
 
 function isNotFound(err: unknown): boolean {
-  return typeof err === 'object' && err !== null && (err as { statusCode?: number }).statusCode === 404;
+  return (
+    typeof err === 'object' && err !== null && (err as { statusCode?: number }).statusCode === 404
+  );
 }
 
 class DockerSandbox implements Sandbox {
@@ -135,20 +148,30 @@ export class DockerRuntime implements KernelRuntime {
       await rm(dir, { recursive: true, force: true });
       throw this.translate(err, 'creating the sandbox');
     }
-    const sandbox = new DockerSandbox(container, { key, signatureScheme: 'hmac-sha256', endpoints }, dir);
     try {
       await container.start();
     } catch (err) {
-      await sandbox.destroy().catch(() => undefined);
+      await container.remove({ force: true, v: true }).catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
       throw this.translate(err, 'starting the sandbox');
     }
-    return sandbox;
+    // Only now: Docker's wait ("not-running") returns at once for a container not yet started.
+    return new DockerSandbox(container, { key, signatureScheme: 'hmac-sha256', endpoints }, dir);
   }
 
   private translate(err: unknown, what: string): GatewayError {
-    const e = err as { statusCode?: number; code?: string; json?: { message?: string }; message?: string };
+    const e = err as {
+      statusCode?: number;
+      code?: string;
+      json?: { message?: string };
+      message?: string;
+    };
     if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED' || e.code === 'EACCES') {
-      return new GatewayError('DOCKER_UNAVAILABLE', `Docker Engine is not reachable (${e.code}) while ${what}`, { cause: err });
+      return new GatewayError(
+        'DOCKER_UNAVAILABLE',
+        `Docker Engine is not reachable (${e.code}) while ${what}`,
+        { cause: err },
+      );
     }
     if (e.statusCode === 404) {
       return new GatewayError(
@@ -158,7 +181,9 @@ export class DockerRuntime implements KernelRuntime {
       );
     }
     const detail = e.json?.message ?? e.message ?? String(err);
-    return new GatewayError('KERNEL_START_FAILED', `Docker refused ${what}: ${detail}`, { cause: err });
+    return new GatewayError('KERNEL_START_FAILED', `Docker refused ${what}: ${detail}`, {
+      cause: err,
+    });
   }
 
   private async labelled(): Promise<Docker.ContainerInfo[]> {
@@ -217,7 +242,9 @@ export class DockerRuntime implements KernelRuntime {
           cap_drop: h.CapDrop,
           tmpfs: h.Tmpfs,
         },
-        securityOpt: ((h.SecurityOpt ?? []) as string[]).map((o: string) => (o.startsWith('seccomp=') ? 'seccomp=<profile>' : o)),
+        securityOpt: ((h.SecurityOpt ?? []) as string[]).map((o: string) =>
+          o.startsWith('seccomp=') ? 'seccomp=<profile>' : o,
+        ),
         runtime: h.Runtime ?? 'runc',
       });
     }

@@ -33,7 +33,8 @@ function sendError(res: Response, err: GatewayError): void {
 function bodyOf(req: Request): Record<string, unknown> {
   const b: unknown = req.body;
   if (b === undefined || b === null) return {};
-  if (typeof b !== 'object' || Array.isArray(b)) throw new GatewayError('BAD_REQUEST', 'the request body must be a JSON object');
+  if (typeof b !== 'object' || Array.isArray(b))
+    throw new GatewayError('BAD_REQUEST', 'the request body must be a JSON object');
   return b as Record<string, unknown>;
 }
 
@@ -67,7 +68,10 @@ export function createHttpApi(deps: HttpApiDeps): express.Express {
     }
     const url = new URL(req.originalUrl, 'http://gateway');
     if (!isAuthorized(req, url, config.authToken, false)) {
-      sendError(res, new GatewayError('AUTH_REQUIRED', 'a valid token is required (Authorization: token <T>)'));
+      sendError(
+        res,
+        new GatewayError('AUTH_REQUIRED', 'a valid token is required (Authorization: token <T>)'),
+      );
       return;
     }
     next();
@@ -97,7 +101,11 @@ export function createHttpApi(deps: HttpApiDeps): express.Express {
   });
   app.post('/api/kernels', async (req, res) => {
     const body = bodyOf(req);
-    const kernel = await kernels.start({ name: body.name, env: body.env, kernel_id: body.kernel_id });
+    const kernel = await kernels.start({
+      name: body.name,
+      env: body.env,
+      kernel_id: body.kernel_id,
+    });
     res.status(201).location(`/api/kernels/${kernel.id}`).json(kernel.model());
   });
   app.get('/api/kernels/:id', (req, res) => {
@@ -163,8 +171,10 @@ export function createHttpApi(deps: HttpApiDeps): express.Express {
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     const e = err as { type?: string; status?: number };
     let ge: GatewayError;
-    if (e.type === 'entity.parse.failed') ge = new GatewayError('BAD_JSON', 'the request body is not valid JSON');
-    else if (e.type === 'entity.too.large') ge = new GatewayError('PAYLOAD_TOO_LARGE', 'the request body is too large');
+    if (e.type === 'entity.parse.failed')
+      ge = new GatewayError('BAD_JSON', 'the request body is not valid JSON');
+    else if (e.type === 'entity.too.large')
+      ge = new GatewayError('PAYLOAD_TOO_LARGE', 'the request body is too large');
     else ge = asGatewayError(err);
     if (ge.code === 'INTERNAL') logger.error({ err, path: req.path }, 'unhandled error');
     else logger.debug({ code: ge.code, path: req.path }, ge.message);

@@ -6,7 +6,8 @@
  */
 import { GatewayError } from './errors.js';
 
-const NEVER = /^(PATH|HOME|SHELL|USER|PWD|LD_.*|PYTHON(HOME|PATH|STARTUP|USERBASE|EXECUTABLE)|IPYTHONDIR|MPLCONFIGDIR|JPY_.*|JUPYTER_.*|AIDO_.*)$/;
+const NEVER =
+  /^(PATH|HOME|SHELL|USER|PWD|LD_.*|PYTHON(HOME|PATH|STARTUP|USERBASE|EXECUTABLE)|IPYTHONDIR|MPLCONFIGDIR|JPY_.*|JUPYTER_.*|AIDO_.*)$/;
 const NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 const MAX_VALUE = 4096;
 
@@ -20,7 +21,8 @@ export function kernelEnvFrom(env: unknown, allowlist: readonly string[]): Recor
   for (const [name, value] of Object.entries(env as Record<string, unknown>)) {
     if (!NAME.test(name) || NEVER.test(name)) continue;
     if (!name.startsWith('KERNEL_') && !allowlist.includes(name)) continue;
-    if (typeof value !== 'string') throw new GatewayError('BAD_REQUEST', `env ${name} must be a string`);
+    if (typeof value !== 'string')
+      throw new GatewayError('BAD_REQUEST', `env ${name} must be a string`);
     if (value.length > MAX_VALUE || value.includes('\0')) continue;
     out[name] = value;
   }

@@ -48,9 +48,13 @@ export class KernelRegistry {
 
   /** Starts a kernel on a fresh sandbox; resolves once it answered kernel_info. */
   async start(req: StartRequest): Promise<KernelSession> {
-    const name = req.name === undefined || req.name === null || req.name === '' ? this.specs.defaultName : req.name;
+    const name =
+      req.name === undefined || req.name === null || req.name === ''
+        ? this.specs.defaultName
+        : req.name;
     if (typeof name !== 'string') throw new GatewayError('BAD_REQUEST', '"name" must be a string');
-    if (!this.specs.has(name)) throw new GatewayError('KERNELSPEC_NOT_FOUND', `No such kernel named ${name}`);
+    if (!this.specs.has(name))
+      throw new GatewayError('KERNELSPEC_NOT_FOUND', `No such kernel named ${name}`);
     const env = kernelEnvFrom(req.env, this.config.envAllowlist);
     let id: string = randomUUID();
     if (req.kernel_id !== undefined && req.kernel_id !== null) {
@@ -59,11 +63,15 @@ export class KernelRegistry {
       }
       const existing = this.#kernels.get(req.kernel_id);
       if (existing) return existing;
-      if (this.#starting.has(req.kernel_id)) throw new GatewayError('KERNEL_ID_IN_USE', `Kernel ${req.kernel_id} is already starting`);
+      if (this.#starting.has(req.kernel_id))
+        throw new GatewayError('KERNEL_ID_IN_USE', `Kernel ${req.kernel_id} is already starting`);
       id = req.kernel_id;
     }
     if (this.count >= this.config.maxKernels) {
-      throw new GatewayError('TOO_MANY_KERNELS', `Maximum number of kernels (${this.config.maxKernels}) reached`);
+      throw new GatewayError(
+        'TOO_MANY_KERNELS',
+        `Maximum number of kernels (${this.config.maxKernels}) reached`,
+      );
     }
     this.#starting.add(id);
     const kernel = new KernelSession({

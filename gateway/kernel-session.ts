@@ -16,7 +16,12 @@ import {
   type Header,
   type RawMessage,
 } from '../protocol/index.js';
-import { ClientChannels, type ChannelHost, type ClientChannelsOptions, type WireProtocol } from './client-channels.js';
+import {
+  ClientChannels,
+  type ChannelHost,
+  type ClientChannelsOptions,
+  type WireProtocol,
+} from './client-channels.js';
 import { ExecutionDeadline, InterruptLadder, realTimers, type Timers } from './deadline.js';
 import { GatewayError } from './errors.js';
 import type { Logger } from './logger.js';
@@ -76,7 +81,9 @@ function parseJson(buf: Buffer): Record<string, unknown> {
 }
 
 function replyTypeOf(requestType: string): string {
-  return requestType.endsWith('_request') ? `${requestType.slice(0, -'_request'.length)}_reply` : `${requestType}_reply`;
+  return requestType.endsWith('_request')
+    ? `${requestType.slice(0, -'_request'.length)}_reply`
+    : `${requestType}_reply`;
 }
 
 export class KernelSession implements ChannelHost {
@@ -176,15 +183,29 @@ export class KernelSession implements ChannelHost {
     const onErr = (err: unknown): void => {
       this.#log.warn({ err: String(err) }, 'gateway ZMQ socket failed');
     };
-    const iopub = ZmqLink.subscriber(ep.iopub, (f) => {
-      this.#onIopub(gen, f);
-    }, onErr);
-    this.#gwShell = ZmqLink.dealer(ep.shell, this.#gwSession, (f) => {
-      this.#onGatewayReply(gen, 'shell', f);
-    }, onErr);
-    this.#gwControl = ZmqLink.dealer(ep.control, this.#gwSession, (f) => {
-      this.#onGatewayReply(gen, 'control', f);
-    }, onErr);
+    const iopub = ZmqLink.subscriber(
+      ep.iopub,
+      (f) => {
+        this.#onIopub(gen, f);
+      },
+      onErr,
+    );
+    this.#gwShell = ZmqLink.dealer(
+      ep.shell,
+      this.#gwSession,
+      (f) => {
+        this.#onGatewayReply(gen, 'shell', f);
+      },
+      onErr,
+    );
+    this.#gwControl = ZmqLink.dealer(
+      ep.control,
+      this.#gwSession,
+      (f) => {
+        this.#onGatewayReply(gen, 'control', f);
+      },
+      onErr,
+    );
     this.#links = [iopub, this.#gwShell, this.#gwControl];
     void sandbox.exited.then((exit) => {
       if (gen === this.#generation && !this.#closed) void this.#onSandboxExit(exit);
@@ -217,10 +238,16 @@ export class KernelSession implements ChannelHost {
         );
       }
       if (gen !== this.#generation || this.#closed) {
-        throw new GatewayError('KERNEL_NOT_FOUND', `kernel ${this.id} was shut down while starting`);
+        throw new GatewayError(
+          'KERNEL_NOT_FOUND',
+          `kernel ${this.id} was shut down while starting`,
+        );
       }
       if (Date.now() > deadline) {
-        throw new GatewayError('KERNEL_START_FAILED', `the kernel did not answer kernel_info within ${this.opts.startTimeoutMs} ms`);
+        throw new GatewayError(
+          'KERNEL_START_FAILED',
+          `the kernel did not answer kernel_info within ${this.opts.startTimeoutMs} ms`,
+        );
       }
       const reply = await this.#gatewayRequest('shell', 'kernel_info_request', {}, 250);
       if (reply) replied = true;
@@ -228,7 +255,12 @@ export class KernelSession implements ChannelHost {
   }
 
   /** Sends a request from the gateway's own socket; resolves with the reply or undefined on timeout. */
-  #gatewayRequest(channel: 'shell' | 'control', msgType: string, content: Record<string, unknown>, timeoutMs: number): Promise<RawMessage | undefined> {
+  #gatewayRequest(
+    channel: 'shell' | 'control',
+    msgType: string,
+    content: Record<string, unknown>,
+    timeoutMs: number,
+  ): Promise<RawMessage | undefined> {
     const link = channel === 'shell' ? this.#gwShell : this.#gwControl;
     const signer = this.#signer;
     if (!link || !signer) return Promise.resolve(undefined);
@@ -260,7 +292,8 @@ export class KernelSession implements ChannelHost {
   }
 
   #noteKernelSession(raw: RawMessage): void {
-    if (raw.header.session && raw.header.session !== this.#kernelSession) this.#kernelSession = raw.header.session;
+    if (raw.header.session && raw.header.session !== this.#kernelSession)
+      this.#kernelSession = raw.header.session;
   }
 
   #closeLinks(): void {
@@ -273,12 +306,18 @@ export class KernelSession implements ChannelHost {
 
   /** Restarts on a fresh sandbox with the same id; clients are told `restarting`. Memoized. */
   restart(): Promise<void> {
-    if (this.#closed) return Promise.reject(new GatewayError('KERNEL_NOT_FOUND', `kernel ${this.id} is shutting down`));
+    if (this.#closed)
+      return Promise.reject(
+        new GatewayError('KERNEL_NOT_FOUND', `kernel ${this.id} is shutting down`),
+      );
     this.#restarting ??= (async () => {
       this.#log.info('restarting on a fresh sandbox');
       this.executionState = 'restarting';
       this.#broadcastStatus('restarting');
-      this.#settleAllPending('KernelRestarted', 'The kernel was restarted before this request finished.');
+      this.#settleAllPending(
+        'KernelRestarted',
+        'The kernel was restarted before this request finished.',
+      );
       const old = this.#sandbox;
       this.#generation++;
       this.#closeLinks();
@@ -308,7 +347,8 @@ export class KernelSession implements ChannelHost {
    * grace period). With nothing running, only the interrupt_request is sent.
    */
   async interrupt(): Promise<void> {
-    if (this.executionState === 'dead') throw new GatewayError('KERNEL_DEAD', `kernel ${this.id} is dead`);
+    if (this.executionState === 'dead')
+      throw new GatewayError('KERNEL_DEAD', `kernel ${this.id} is dead`);
     if (this.#activeExecution !== undefined || this.executionState === 'busy') {
       void this.#ladder.run();
       return;
@@ -347,7 +387,10 @@ export class KernelSession implements ChannelHost {
       this.#generation++;
       this.executionState = 'dead';
       this.#broadcastStatus('dead');
-      this.#settleAllPending('KernelShutdown', 'The kernel was shut down before this request finished.');
+      this.#settleAllPending(
+        'KernelShutdown',
+        'The kernel was shut down before this request finished.',
+      );
       for (const c of this.#clients.values()) c.close(1001, 'kernel shut down');
       this.#clients.clear();
       this.#closeLinks();
@@ -369,7 +412,8 @@ export class KernelSession implements ChannelHost {
     if (!client) {
       client = new ClientChannels(this, sessionId, this.opts.clients);
       this.#clients.set(sessionId, client);
-      if (this.#sandbox && this.executionState !== 'restarting') client.connectZmq(this.#sandbox.connection);
+      if (this.#sandbox && this.executionState !== 'restarting')
+        client.connectZmq(this.#sandbox.connection);
     }
     client.attach(ws, protocol);
     if (this.executionState === 'dead') client.deliver(this.#status('dead'));
@@ -393,7 +437,13 @@ export class KernelSession implements ChannelHost {
 
   fromClient(client: ClientChannels, raw: RawMessage): boolean {
     if (this.executionState === 'dead' || this.executionState === 'restarting' || !this.#sandbox) {
-      this.#replyError(client, raw.header, raw.channel, 'KernelUnavailable', `The kernel is ${this.executionState}; request dropped.`);
+      this.#replyError(
+        client,
+        raw.header,
+        raw.channel,
+        'KernelUnavailable',
+        `The kernel is ${this.executionState}; request dropped.`,
+      );
       return false;
     }
     const type = raw.header.msg_type;
@@ -446,7 +496,11 @@ export class KernelSession implements ChannelHost {
 
     if (type === 'status') {
       const state = parseJson(raw.content).execution_state;
-      if ((state === 'busy' || state === 'idle' || state === 'starting') && this.executionState !== 'restarting' && this.executionState !== 'dead') {
+      if (
+        (state === 'busy' || state === 'idle' || state === 'starting') &&
+        this.executionState !== 'restarting' &&
+        this.executionState !== 'dead'
+      ) {
         this.executionState = state;
       }
       if (parentType === 'execute_request' && parentId) {
@@ -480,7 +534,10 @@ export class KernelSession implements ChannelHost {
   }
 
   async #onDeadline(msgId: string): Promise<void> {
-    this.#log.warn({ msg_id: msgId, limit_ms: this.opts.execTimeoutMs }, 'execution deadline reached: interrupting');
+    this.#log.warn(
+      { msg_id: msgId, limit_ms: this.opts.execTimeoutMs },
+      'execution deadline reached: interrupting',
+    );
     this.#timedOut.add(msgId);
     const outcome = await this.#ladder.run();
     this.#log.warn({ msg_id: msgId, outcome }, 'execution deadline handled');
@@ -490,7 +547,9 @@ export class KernelSession implements ChannelHost {
     const killedByWatchdog = this.#killReason !== undefined;
     const reason =
       this.#killReason ??
-      (exit.oomKilled ? 'OOM-killed: the kernel exceeded its memory limit' : `the kernel exited with code ${exit.exitCode ?? 'unknown'}`);
+      (exit.oomKilled
+        ? 'OOM-killed: the kernel exceeded its memory limit'
+        : `the kernel exited with code ${exit.exitCode ?? 'unknown'}`);
     this.#log.warn({ reason, exit }, 'sandbox stopped');
     this.#deadline.disarmAll();
     this.#ladder.settle();
@@ -523,11 +582,18 @@ export class KernelSession implements ChannelHost {
 
   // ---- synthetic messages -----------------------------------------------------------------
 
-  #synth(msgType: string, channel: Channel, content: Record<string, unknown>, parent?: Header): RawMessage {
+  #synth(
+    msgType: string,
+    channel: Channel,
+    content: Record<string, unknown>,
+    parent?: Header,
+  ): RawMessage {
     // Clients drop queued messages whose header.session differs from the kernel's, so synthetic
     // messages carry the kernel's own session id.
     const session = this.#kernelSession || this.#gwSession;
-    return toRaw(createMessage({ msgType, channel, session, content, ...(parent ? { parent } : {}) }));
+    return toRaw(
+      createMessage({ msgType, channel, session, content, ...(parent ? { parent } : {}) }),
+    );
   }
 
   #status(state: ExecutionState, parent?: Header): RawMessage {
@@ -543,12 +609,27 @@ export class KernelSession implements ChannelHost {
   }
 
   /** Settles a client's request with an error: iopub error (for executions) and an error reply. */
-  #replyError(client: ClientChannels, request: Header, channel: Channel, ename: string, evalue: string): void {
+  #replyError(
+    client: ClientChannels,
+    request: Header,
+    channel: Channel,
+    ename: string,
+    evalue: string,
+  ): void {
     if (!request.msg_type.endsWith('_request')) return;
     const error = { status: 'error', ename, evalue, traceback: [`${ename}: ${evalue}`] };
     if (request.msg_type === 'execute_request') {
-      client.deliver(this.#synth('error', 'iopub', { ename, evalue, traceback: error.traceback }, request));
-      client.deliver(this.#synth(replyTypeOf(request.msg_type), channel, { ...error, execution_count: null }, request));
+      client.deliver(
+        this.#synth('error', 'iopub', { ename, evalue, traceback: error.traceback }, request),
+      );
+      client.deliver(
+        this.#synth(
+          replyTypeOf(request.msg_type),
+          channel,
+          { ...error, execution_count: null },
+          request,
+        ),
+      );
       client.deliver(this.#status('idle', request));
     } else {
       client.deliver(this.#synth(replyTypeOf(request.msg_type), channel, error, request));

@@ -36,8 +36,12 @@ export class KernelSpecs {
 
   constructor(dir: string = findSpecDir()) {
     this.#dir = dir;
-    this.#spec = JSON.parse(readFileSync(path.join(dir, 'kernel.json'), 'utf8')) as KernelSpecModel['spec'];
-    this.#files = ['logo-32x32.png', 'logo-64x64.png', 'logo-svg.svg'].filter((f) => existsSync(path.join(dir, f)));
+    this.#spec = JSON.parse(
+      readFileSync(path.join(dir, 'kernel.json'), 'utf8'),
+    ) as KernelSpecModel['spec'];
+    this.#files = ['logo-32x32.png', 'logo-64x64.png', 'logo-svg.svg'].filter((f) =>
+      existsSync(path.join(dir, f)),
+    );
   }
 
   has(name: string): boolean {
@@ -45,14 +49,19 @@ export class KernelSpecs {
   }
 
   model(name: string, baseUrl = '/'): KernelSpecModel {
-    if (!this.has(name)) throw new GatewayError('KERNELSPEC_NOT_FOUND', `Kernel spec ${name} not found`);
+    if (!this.has(name))
+      throw new GatewayError('KERNELSPEC_NOT_FOUND', `Kernel spec ${name} not found`);
     const resources: Record<string, string> = {};
-    for (const f of this.#files) resources[f.replace(/\.(png|svg)$/, '')] = `${baseUrl}kernelspecs/${name}/${f}`;
+    for (const f of this.#files)
+      resources[f.replace(/\.(png|svg)$/, '')] = `${baseUrl}kernelspecs/${name}/${f}`;
     return { name, spec: this.#spec, resources };
   }
 
   all(baseUrl = '/'): { default: string; kernelspecs: Record<string, KernelSpecModel> } {
-    return { default: this.defaultName, kernelspecs: { [this.defaultName]: this.model(this.defaultName, baseUrl) } };
+    return {
+      default: this.defaultName,
+      kernelspecs: { [this.defaultName]: this.model(this.defaultName, baseUrl) },
+    };
   }
 
   /** Absolute path of a resource file, or a 404 error. */

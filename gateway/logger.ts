@@ -8,7 +8,14 @@ export function createLogger(level: string): Logger {
     level,
     base: { svc: 'aido-kernel-gateway' },
     redact: {
-      paths: ['authToken', 'token', 'key', 'headers.authorization', 'req.headers.authorization', 'config.authToken'],
+      paths: [
+        'authToken',
+        'token',
+        'key',
+        'headers.authorization',
+        'req.headers.authorization',
+        'config.authToken',
+      ],
       censor: '[redacted]',
     },
   });

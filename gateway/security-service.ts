@@ -54,21 +54,32 @@ export class SecurityService {
       await this.d.kernels.terminate(id, 'removed through the security API');
       return;
     }
-    const match = (await this.d.runtime.list()).find((c) => id.length >= 12 && c.containerId.startsWith(id));
-    if (!match) throw new GatewayError('CONTAINER_NOT_FOUND', `No sandbox with container or kernel id ${id}`);
+    const match = (await this.d.runtime.list()).find(
+      (c) => id.length >= 12 && c.containerId.startsWith(id),
+    );
+    if (!match)
+      throw new GatewayError('CONTAINER_NOT_FOUND', `No sandbox with container or kernel id ${id}`);
     if (match.kernelId && this.d.kernels.find(match.kernelId)) {
       await this.d.kernels.terminate(match.kernelId, 'removed through the security API');
       return;
     }
-    await this.d.runtime.reapOrphans(new Set((await this.d.runtime.list()).map((c) => c.containerId).filter((c) => c !== match.containerId)));
+    await this.d.runtime.reapOrphans(
+      new Set(
+        (await this.d.runtime.list())
+          .map((c) => c.containerId)
+          .filter((c) => c !== match.containerId),
+      ),
+    );
   }
 
   /** Removes everything of a session: its kernel, container, directory and connections. */
   async removeSession(id: string): Promise<void> {
     const kernelId = this.d.kernels.find(id) ? id : this.d.sessions.kernelOf(id);
-    if (!kernelId || !this.d.kernels.find(kernelId)) throw new GatewayError('SESSION_NOT_FOUND', `No session or kernel ${id}`);
+    if (!kernelId || !this.d.kernels.find(kernelId))
+      throw new GatewayError('SESSION_NOT_FOUND', `No session or kernel ${id}`);
     await this.d.kernels.terminate(kernelId, 'session removed through the security API');
-    for (const sid of this.d.sessions.idsForKernel(kernelId)) await this.d.sessions.delete(sid).catch(() => undefined);
+    for (const sid of this.d.sessions.idsForKernel(kernelId))
+      await this.d.sessions.delete(sid).catch(() => undefined);
   }
 
   async health(): Promise<Record<string, unknown>> {
@@ -89,33 +100,47 @@ export class SecurityService {
           name: config.kernelImage,
           present: true,
           id: i.Id,
-          hash: i.Config.Labels?.['org.aido.kernel-image.hash'] ?? null,
+          hash:
+            (i.Config.Labels as Record<string, string> | null)?.['org.aido.kernel-image.hash'] ??
+            null,
         }))
         .catch(() => ({ name: config.kernelImage, present: false }));
       live = await this.d.runtime.list().catch(() => []);
     }
     const running = live.filter((c) => c.state === 'running');
-    const every = (pred: (opts: string[]) => boolean): boolean | null => (running.length === 0 ? null : running.every((c) => pred(c.securityOpt)));
+    const every = (pred: (opts: string[]) => boolean): boolean | null =>
+      running.length === 0 ? null : running.every((c) => pred(c.securityOpt));
     const disabled = describeDisabledControls(policy);
     if (config.execTimeoutS === 0) disabled.push('execution deadline (AIDO_EXEC_TIMEOUT=0)');
-    if (!this.d.hostHasAppArmor) disabled.push('AppArmor: the host kernel has no AppArmor; the profile ships but is not applied');
+    if (!this.d.hostHasAppArmor)
+      disabled.push(
+        'AppArmor: the host kernel has no AppArmor; the profile ships but is not applied',
+      );
     const byState: Record<string, number> = {};
-    for (const k of this.d.kernels.list()) byState[k.executionState] = (byState[k.executionState] ?? 0) + 1;
+    for (const k of this.d.kernels.list())
+      byState[k.executionState] = (byState[k.executionState] ?? 0) + 1;
     return {
       status: reachable && image.present === true ? 'ok' : 'degraded',
       docker: { reachable, version: dockerVersion },
       image,
       runtime: policy.runtime ?? 'runc',
       controls: {
-        seccomp: { configured: policy.seccomp, in_force_on_live_sandboxes: every((o) => o.some((s) => s.startsWith('seccomp='))) },
+        seccomp: {
+          configured: policy.seccomp,
+          in_force_on_live_sandboxes: every((o) => o.some((s) => s.startsWith('seccomp='))),
+        },
         no_new_privileges: {
           configured: policy.noNewPrivileges,
-          in_force_on_live_sandboxes: every((o) => o.some((s) => s.startsWith('no-new-privileges'))),
+          in_force_on_live_sandboxes: every((o) =>
+            o.some((s) => s.startsWith('no-new-privileges')),
+          ),
         },
         apparmor: {
           host_supported: this.d.hostHasAppArmor,
           profile: policy.appArmorProfile,
-          in_force_on_live_sandboxes: this.d.hostHasAppArmor ? every((o) => o.some((s) => s.startsWith('apparmor='))) : false,
+          in_force_on_live_sandboxes: this.d.hostHasAppArmor
+            ? every((o) => o.some((s) => s.startsWith('apparmor=')))
+            : false,
         },
         read_only_rootfs: policy.readOnlyRootfs,
         network: 'none',
@@ -124,7 +149,12 @@ export class SecurityService {
         kill_grace_s: config.killGraceS,
         disabled,
       },
-      kernels: { count: this.d.kernels.list().length, by_state: byState, max: config.maxKernels, sandboxes_running: running.length },
+      kernels: {
+        count: this.d.kernels.list().length,
+        by_state: byState,
+        max: config.maxKernels,
+        sandboxes_running: running.length,
+      },
       pool: { size: config.poolSize, ready: 0 },
       limits: policy.limits,
     };

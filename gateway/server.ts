@@ -62,11 +62,26 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
   const docker = deps.docker ?? new Docker({ socketPath: config.dockerSocket });
   const policy = policyFrom(config);
   const appArmor = hostHasAppArmor();
-  const runtime = new DockerRuntime({ docker, stateDir: config.stateDir, image: config.kernelImage, policy, hostHasAppArmor: appArmor });
+  const runtime = new DockerRuntime({
+    docker,
+    stateDir: config.stateDir,
+    image: config.kernelImage,
+    policy,
+    hostHasAppArmor: appArmor,
+  });
   const specs = new KernelSpecs();
   const kernels = new KernelRegistry(config, runtime, specs, logger);
   const sessions = new SessionStore(kernels);
-  const security = new SecurityService({ config, kernels, sessions, runtime, docker, policy, hostHasAppArmor: appArmor, logger });
+  const security = new SecurityService({
+    config,
+    kernels,
+    sessions,
+    runtime,
+    docker,
+    policy,
+    hostHasAppArmor: appArmor,
+    logger,
+  });
   let draining = false;
   const isDraining = (): boolean => draining;
   const app = createHttpApi({ config, kernels, sessions, specs, security, logger, isDraining });

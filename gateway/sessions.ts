@@ -31,7 +31,8 @@ function str(v: unknown, field: string, required: boolean): string | undefined {
 
 function kernelRef(v: unknown): { id?: string; name?: string } {
   if (v === undefined || v === null) return {};
-  if (typeof v !== 'object' || Array.isArray(v)) throw new GatewayError('BAD_REQUEST', '"kernel" must be an object');
+  if (typeof v !== 'object' || Array.isArray(v))
+    throw new GatewayError('BAD_REQUEST', '"kernel" must be an object');
   const o = v as Record<string, unknown>;
   const out: { id?: string; name?: string } = {};
   const id = str(o.id, 'kernel.id', false);
@@ -110,7 +111,8 @@ export class SessionStore {
     const type = str(body.type, 'type', false);
     const ref = kernelRef(body.kernel);
     if (ref.id !== undefined) row.kernelId = this.kernels.get(ref.id).id;
-    else if (ref.name !== undefined) row.kernelId = (await this.kernels.start({ name: ref.name })).id;
+    else if (ref.name !== undefined)
+      row.kernelId = (await this.kernels.start({ name: ref.name })).id;
     if (path !== undefined) row.path = path;
     if (name !== undefined) row.name = name;
     if (type !== undefined) row.type = type;

@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import { V1_PROTOCOL } from '../protocol/index.js';
@@ -12,6 +13,7 @@ import { isAuthorized, originAllowed } from './auth.js';
 import type { GatewayConfig } from './config.js';
 import { GatewayError, httpStatusOf } from './errors.js';
 import type { KernelRegistry } from './kernel-registry.js';
+import type { KernelSession } from './kernel-session.js';
 import { redactUrl, type Logger } from './logger.js';
 
 const CHANNELS_PATH = /^\/api\/kernels\/([^/]+)\/channels\/?$/;
@@ -43,29 +45,43 @@ export function createChannelsServer(
     perMessageDeflate: false,
     handleProtocols: (protocols) => (protocols.has(V1_PROTOCOL) ? V1_PROTOCOL : false),
   });
+  /** Everything that must hold before a WebSocket exists. */
+  function check(
+    req: IncomingMessage,
+    url: URL,
+  ): GatewayError | { kernel: KernelSession; sessionId: string } {
+    if (isDraining()) return new GatewayError('SHUTTING_DOWN', 'the gateway is shutting down');
+    const m = CHANNELS_PATH.exec(url.pathname);
+    if (!m?.[1]) return new GatewayError('NOT_FOUND', 'Not Found');
+    if (!isAuthorized(req, url, config.authToken, true))
+      return new GatewayError('AUTH_REQUIRED', 'a valid token is required');
+    if (!originAllowed(req, config.allowOrigin)) {
+      return new GatewayError(
+        'FORBIDDEN_ORIGIN',
+        `origin ${req.headers.origin ?? ''} is not allowed`,
+      );
+    }
+    const kernel = kernels.find(decodeURIComponent(m[1]));
+    if (!kernel) return new GatewayError('KERNEL_NOT_FOUND', `Kernel does not exist: ${m[1]}`);
+    const sessionId = url.searchParams.get('session_id') || randomUUID();
+    if (!SESSION_ID.test(sessionId))
+      return new GatewayError('BAD_REQUEST', 'session_id must be 1-128 printable ASCII characters');
+    return { kernel, sessionId };
+  }
+
   return {
     handleUpgrade(req, socket, head) {
       const url = new URL(req.url ?? '/', 'http://gateway');
       const log = logger.child({ url: redactUrl(req.url ?? '') });
       socket.on('error', () => undefined);
-      if (isDraining()) return refuse(socket, new GatewayError('SHUTTING_DOWN', 'the gateway is shutting down'));
-      const m = CHANNELS_PATH.exec(url.pathname);
-      if (!m?.[1]) return refuse(socket, new GatewayError('NOT_FOUND', 'Not Found'));
-      if (!isAuthorized(req, url, config.authToken, true)) {
-        log.info('channels upgrade refused: bad or missing token');
-        return refuse(socket, new GatewayError('AUTH_REQUIRED', 'a valid token is required'));
+      const checked = check(req, url);
+      if (checked instanceof GatewayError) {
+        log.info({ code: checked.code, origin: req.headers.origin }, 'channels upgrade refused');
+        refuse(socket, checked);
+        return;
       }
-      if (!originAllowed(req, config.allowOrigin)) {
-        log.warn({ origin: req.headers.origin }, 'channels upgrade refused: origin not allowed');
-        return refuse(socket, new GatewayError('FORBIDDEN_ORIGIN', `origin ${req.headers.origin ?? ''} is not allowed`));
-      }
-      const kernel = kernels.find(decodeURIComponent(m[1]));
-      if (!kernel) return refuse(socket, new GatewayError('KERNEL_NOT_FOUND', `Kernel does not exist: ${m[1]}`));
-      const sessionId = url.searchParams.get('session_id') || randomUUID();
-      if (!SESSION_ID.test(sessionId)) {
-        return refuse(socket, new GatewayError('BAD_REQUEST', 'session_id must be 1-128 printable ASCII characters'));
-      }
-      if ('setNoDelay' in socket && typeof socket.setNoDelay === 'function') socket.setNoDelay(true);
+      const { kernel, sessionId } = checked;
+      if (socket instanceof Socket) socket.setNoDelay(true);
       wss.handleUpgrade(req, socket, head, (ws) => {
         const protocol = ws.protocol === V1_PROTOCOL ? 'v1' : 'legacy';
         log.info({ kernel: kernel.id, session: sessionId, protocol }, 'channels connected');

@@ -44,7 +44,11 @@ export class ZmqLink {
   }
 
   /** A SUB subscribed to every topic, connected to `endpoint`. */
-  static subscriber(endpoint: string, onMessage: (frames: Buffer[]) => void, onError: (err: unknown) => void): ZmqLink {
+  static subscriber(
+    endpoint: string,
+    onMessage: (frames: Buffer[]) => void,
+    onError: (err: unknown) => void,
+  ): ZmqLink {
     const sock = new zmq.Subscriber({ linger: 0 });
     sock.subscribe();
     sock.connect(endpoint);

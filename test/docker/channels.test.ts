@@ -14,7 +14,10 @@ def _target(comm, open_msg):
 get_ipython().kernel.comm_manager.register_target('echo', _target)
 `;
 
-function refusedStatus(url: string, opts: { headers?: Record<string, string>; protocols?: string[] } = {}): Promise<number> {
+function refusedStatus(
+  url: string,
+  opts: { headers?: Record<string, string>; protocols?: string[] } = {},
+): Promise<number> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, opts.protocols ?? [], { headers: opts.headers ?? {} });
     ws.on('unexpected-response', (_req, res) => {
@@ -37,7 +40,9 @@ describe('channels WebSocket (real sandboxes)', function () {
 
   before(async () => {
     t = await startTestGateway({ maxFrameBytes: 1024 * 1024 });
-    [kernelA, kernelB] = (await Promise.all([t.startKernel(), t.startKernel()])).map((k) => k.id) as [string, string];
+    [kernelA, kernelB] = (await Promise.all([t.startKernel(), t.startKernel()])).map(
+      (k) => k.id,
+    ) as [string, string];
   });
   after(async () => {
     await t.close();
@@ -79,7 +84,14 @@ describe('channels WebSocket (real sandboxes)', function () {
       it('carries binary buffers both ways (comm echo)', async () => {
         await c.execute(ECHO_COMM);
         const commId = randomUUID();
-        await c.request('shell', 'comm_open', { comm_id: commId, target_name: 'echo', data: {} }).catch(() => undefined);
+        c.send(
+          createMessage({
+            msgType: 'comm_open',
+            channel: 'shell',
+            session: c.session,
+            content: { comm_id: commId, target_name: 'echo', data: {} },
+          }),
+        );
         const msg = createMessage({
           msgType: 'comm_msg',
           channel: 'shell',
@@ -89,11 +101,17 @@ describe('channels WebSocket (real sandboxes)', function () {
         });
         c.send(msg);
         const echo = await c.waitFor(
-          (m) => m.header.msg_type === 'comm_msg' && m.channel === 'iopub' && (m.parent_header as { msg_id?: string }).msg_id === msg.header.msg_id,
+          (m) =>
+            m.header.msg_type === 'comm_msg' &&
+            m.channel === 'iopub' &&
+            (m.parent_header as { msg_id?: string }).msg_id === msg.header.msg_id,
           'comm echo',
         );
         expect(echo.content.data).to.deep.equal({ echo: { x: 1 } });
-        expect(echo.buffers.map((b) => [...b])).to.deep.equal([[3, 2, 1], [...Buffer.from('fedcba')]]);
+        expect(echo.buffers.map((b) => [...b])).to.deep.equal([
+          [3, 2, 1],
+          [...Buffer.from('fedcba')],
+        ]);
       });
     });
   }
@@ -106,13 +124,41 @@ describe('channels WebSocket (real sandboxes)', function () {
       const req = await c.waitFor((m) => m.header.msg_type === 'input_request', 'input_request');
       expect(req.channel).to.equal('stdin');
       expect(req.content.prompt).to.equal('name? ');
-      c.send(createMessage({ msgType: 'input_reply', channel: 'stdin', session: c.session, content: { value: 'ada' }, parent: req.header }));
+      c.send(
+        createMessage({
+          msgType: 'input_reply',
+          channel: 'stdin',
+          session: c.session,
+          content: { value: 'ada' },
+          parent: req.header,
+        }),
+      );
       const r = await run;
       expect(stdout(r)).to.equal('hi ada\n');
-      expect(other.messages.some((m) => m.header.msg_type === 'input_request'), 'the other client saw no input_request').to.equal(false);
-      expect(other.messages.some((m) => m.header.msg_type === 'execute_reply'), 'replies go only to the requester').to.equal(false);
-      expect(other.messages.some((m) => m.header.msg_type === 'stream' && m.content.text === 'hi ada\n'), 'iopub reaches every client').to.equal(true);
-      const model = (await (await t.api(`/api/kernels/${kernelA}`)).json()) as { connections: number };
+      // iopub reaches every client; once the other client has the output, it would also have had
+      // the input_request and the reply had they been routed to it.
+      await other.waitFor(
+        (m) => m.header.msg_type === 'stream' && m.content.text === 'hi ada\n',
+        'iopub output on the other client',
+      );
+      await other.waitFor(
+        (m) =>
+          m.header.msg_type === 'status' &&
+          m.content.execution_state === 'idle' &&
+          (m.parent_header as { msg_id?: string }).msg_id === r.reply.parent_header.msg_id,
+        'idle on the other client',
+      );
+      expect(
+        other.messages.some((m) => m.header.msg_type === 'input_request'),
+        'the other client saw no input_request',
+      ).to.equal(false);
+      expect(
+        other.messages.some((m) => m.header.msg_type === 'execute_reply'),
+        'replies go only to the requester',
+      ).to.equal(false);
+      const model = (await (await t.api(`/api/kernels/${kernelA}`)).json()) as {
+        connections: number;
+      };
       expect(model.connections).to.equal(2);
     } finally {
       c.close();
@@ -127,18 +173,35 @@ describe('channels WebSocket (real sandboxes)', function () {
       msgType: 'execute_request',
       channel: 'shell',
       session,
-      content: { code: "import time; time.sleep(1.5); print('late')", silent: false, store_history: false, user_expressions: {}, allow_stdin: false, stop_on_error: true },
+      content: {
+        code: "import time; time.sleep(1.5); print('late')",
+        silent: false,
+        store_history: false,
+        user_expressions: {},
+        allow_stdin: false,
+        stop_on_error: true,
+      },
     });
     first.send(msg);
-    await first.waitFor((m) => m.header.msg_type === 'status' && m.content.execution_state === 'busy', 'busy');
+    await first.waitFor(
+      (m) => m.header.msg_type === 'status' && m.content.execution_state === 'busy',
+      'busy',
+    );
     first.ws.terminate();
     await first.closed;
     const second = await TestClient.connect(url(kernelB), { token: t.token, session });
     try {
-      const isMine = (m: JupyterMessage): boolean => (m.parent_header as { msg_id?: string }).msg_id === msg.header.msg_id;
-      const reply = await second.waitFor((m) => isMine(m) && m.header.msg_type === 'execute_reply', 'replayed execute_reply');
+      const isMine = (m: JupyterMessage): boolean =>
+        (m.parent_header as { msg_id?: string }).msg_id === msg.header.msg_id;
+      const reply = await second.waitFor(
+        (m) => isMine(m) && m.header.msg_type === 'execute_reply',
+        'replayed execute_reply',
+      );
       expect(reply.content.status).to.equal('ok');
-      const out = await second.waitFor((m) => isMine(m) && m.header.msg_type === 'stream', 'replayed stream');
+      const out = await second.waitFor(
+        (m) => isMine(m) && m.header.msg_type === 'stream',
+        'replayed stream',
+      );
       expect(out.content.text).to.equal('late\n');
     } finally {
       second.close();
@@ -152,7 +215,14 @@ describe('channels WebSocket (real sandboxes)', function () {
     const closed = await a.closed;
     expect(closed.code).to.equal(1000);
     const r = await b.execute('2*21');
-    expect((r.iopub.find((m) => m.header.msg_type === 'execute_result')?.content.data as Record<string, string>)['text/plain']).to.equal('42');
+    expect(
+      (
+        r.iopub.find((m) => m.header.msg_type === 'execute_result')?.content.data as Record<
+          string,
+          string
+        >
+      )['text/plain'],
+    ).to.equal('42');
     b.close();
   });
 
@@ -160,13 +230,20 @@ describe('channels WebSocket (real sandboxes)', function () {
     expect(await refusedStatus(url(kernelA))).to.equal(401);
     expect(await refusedStatus(`${url(kernelA)}?token=wrong`)).to.equal(401);
     expect(await refusedStatus(`${url(randomUUID())}?token=${t.token}`)).to.equal(404);
-    expect(await refusedStatus(`${url(kernelA)}?token=${t.token}`, { headers: { Origin: 'http://evil.example' } })).to.equal(403);
+    expect(
+      await refusedStatus(`${url(kernelA)}?token=${t.token}`, {
+        headers: { Origin: 'http://evil.example' },
+      }),
+    ).to.equal(403);
     const viaQuery = await TestClient.connect(`${url(kernelA)}?token=${t.token}`);
     viaQuery.close();
   });
 
   it('closes a connection that sends malformed or oversized frames, and keeps serving everyone else', async () => {
-    const bystander = await TestClient.connect(url(kernelB), { token: t.token, protocol: 'legacy' });
+    const bystander = await TestClient.connect(url(kernelB), {
+      token: t.token,
+      protocol: 'legacy',
+    });
     for (const [protocol, frame, code] of [
       ['legacy', 'this is not json', 1007],
       ['legacy', JSON.stringify({ channel: 'shell', header: { msg_id: 1 }, content: {} }), 1007],
@@ -190,8 +267,13 @@ describe('channels WebSocket (real sandboxes)', function () {
     const c = await TestClient.connect(url(kernelB), { token: t.token });
     try {
       const run = c.execute('import time; time.sleep(60)');
-      await c.waitFor((m) => m.header.msg_type === 'status' && m.content.execution_state === 'busy', 'busy');
-      expect((await t.api(`/api/kernels/${kernelB}/interrupt`, { method: 'POST' })).status).to.equal(204);
+      await c.waitFor(
+        (m) => m.header.msg_type === 'status' && m.content.execution_state === 'busy',
+        'busy',
+      );
+      expect(
+        (await t.api(`/api/kernels/${kernelB}/interrupt`, { method: 'POST' })).status,
+      ).to.equal(204);
       const r = await run;
       expect(r.reply.content.status).to.equal('error');
       expect(r.reply.content.ename).to.equal('KeyboardInterrupt');

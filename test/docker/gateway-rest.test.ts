@@ -25,9 +25,13 @@ describe('REST API (real sandboxes)', function () {
     const none = await fetch(`${t.base}/api/kernels`);
     expect(none.status).to.equal(401);
     expect(await none.json()).to.have.keys('reason', 'message');
-    const wrong = await fetch(`${t.base}/api/kernels`, { headers: { Authorization: 'token nope' } });
+    const wrong = await fetch(`${t.base}/api/kernels`, {
+      headers: { Authorization: 'token nope' },
+    });
     expect(wrong.status).to.equal(401);
-    const bearer = await fetch(`${t.base}/api/kernels`, { headers: { Authorization: `Bearer ${t.token}` } });
+    const bearer = await fetch(`${t.base}/api/kernels`, {
+      headers: { Authorization: `Bearer ${t.token}` },
+    });
     expect(bearer.status).to.equal(200);
     const options = await fetch(`${t.base}/api/kernels`, { method: 'OPTIONS' });
     expect(options.status).to.equal(200);
@@ -36,7 +40,17 @@ describe('REST API (real sandboxes)', function () {
   it('serves kernelspecs with argv as an array and resources under /kernelspecs/', async () => {
     const res = await t.api('/api/kernelspecs?user=alice');
     expect(res.status).to.equal(200);
-    const body = (await res.json()) as { default: string; kernelspecs: Record<string, { name: string; spec: { argv: unknown; language: string }; resources: Record<string, string> }> };
+    const body = (await res.json()) as {
+      default: string;
+      kernelspecs: Record<
+        string,
+        {
+          name: string;
+          spec: { argv: unknown; language: string };
+          resources: Record<string, string>;
+        }
+      >;
+    };
     expect(body.default).to.equal('python3');
     const spec = body.kernelspecs.python3!;
     expect(spec.spec.argv).to.be.an('array');
@@ -64,16 +78,31 @@ describe('REST API (real sandboxes)', function () {
     const bad = await t.api('/api/kernels', { method: 'POST', body: '{"name": ' });
     expect(bad.status).to.equal(400);
     expect(((await bad.json()) as { message: string }).message).to.match(/JSON/);
-    const badSpec = await t.api('/api/kernels', { method: 'POST', body: JSON.stringify({ name: 'ruby' }) });
+    const badSpec = await t.api('/api/kernels', {
+      method: 'POST',
+      body: JSON.stringify({ name: 'ruby' }),
+    });
     expect(badSpec.status).to.equal(404);
-    const badEnv = await t.api('/api/kernels', { method: 'POST', body: JSON.stringify({ env: ['x'] }) });
+    const badEnv = await t.api('/api/kernels', {
+      method: 'POST',
+      body: JSON.stringify({ env: ['x'] }),
+    });
     expect(badEnv.status).to.equal(400);
   });
 
   it('starts, lists, gets, interrupts, restarts and deletes a kernel with Jupyter status codes', async () => {
-    const res = await t.api('/api/kernels', { method: 'POST', body: JSON.stringify({ name: 'python3' }) });
+    const res = await t.api('/api/kernels', {
+      method: 'POST',
+      body: JSON.stringify({ name: 'python3' }),
+    });
     expect(res.status).to.equal(201);
-    const model = (await res.json()) as { id: string; name: string; last_activity: string; execution_state: string; connections: number };
+    const model = (await res.json()) as {
+      id: string;
+      name: string;
+      last_activity: string;
+      execution_state: string;
+      connections: number;
+    };
     expect(res.headers.get('location')).to.equal(`/api/kernels/${model.id}`);
     expect(model).to.include.keys('id', 'name', 'last_activity', 'execution_state', 'connections');
     expect(model.name).to.equal('python3');
@@ -84,10 +113,15 @@ describe('REST API (real sandboxes)', function () {
     const list = (await (await t.api('/api/kernels')).json()) as { id: string }[];
     expect(list.map((k) => k.id)).to.include(model.id);
     expect((await t.api(`/api/kernels/${model.id}`)).status).to.equal(200);
-    expect((await t.api(`/api/kernels/${model.id}/interrupt`, { method: 'POST' })).status).to.equal(204);
+    expect((await t.api(`/api/kernels/${model.id}/interrupt`, { method: 'POST' })).status).to.equal(
+      204,
+    );
 
-    const before = (await (await t.gw.runtime.list()).find((c) => c.kernelId === model.id))?.containerId;
-    const restarted = await t.api(`/api/kernels/${model.id}/restart`, { method: 'POST', body: '{}' });
+    const before = (await t.gw.runtime.list()).find((c) => c.kernelId === model.id)?.containerId;
+    const restarted = await t.api(`/api/kernels/${model.id}/restart`, {
+      method: 'POST',
+      body: '{}',
+    });
     expect(restarted.status).to.equal(200);
     const rm = (await restarted.json()) as { id: string; execution_state: string };
     expect(rm.id).to.equal(model.id);
@@ -113,12 +147,14 @@ describe('REST API (real sandboxes)', function () {
         SECRET: 'x',
       },
     });
-    const c = await TestClient.connect(`${t.wsBase}/api/kernels/${k.id}/channels`, { token: t.token });
+    const c = await TestClient.connect(`${t.wsBase}/api/kernels/${k.id}/channels`, {
+      token: t.token,
+    });
     try {
       const r = await c.execute(
-        "import os, json; print(json.dumps({k: os.environ.get(k) for k in ['KERNEL_USERNAME','KERNEL_WORKING_DIR','EXTRA_OK','SECRET','AIDO_AUTH_TOKEN']}), os.getcwd(), os.environ['PATH'] != '/evil')",
+        "import os, json; print(json.dumps({k: os.environ.get(k) for k in ['KERNEL_USERNAME','KERNEL_WORKING_DIR','EXTRA_OK','SECRET','AIDO_AUTH_TOKEN']}), os.getcwd(), os.environ['PATH'] != '/evil', sep='|')",
       );
-      const [json, cwd, pathOk] = stdout(r).trim().split(' ');
+      const [json, cwd, pathOk] = stdout(r).trim().split('|');
       expect(JSON.parse(json!)).to.deep.equal({
         KERNEL_USERNAME: 'alice',
         KERNEL_WORKING_DIR: '/home/alice/notebooks',
@@ -139,7 +175,9 @@ describe('REST API (real sandboxes)', function () {
     try {
       const res = await t.api('/api/kernels', { method: 'POST', body: '{}' });
       expect(res.status).to.equal(403);
-      expect(((await res.json()) as { message: string }).message).to.match(/Maximum number of kernels \(3\)/);
+      expect(((await res.json()) as { message: string }).message).to.match(
+        /Maximum number of kernels \(3\)/,
+      );
     } finally {
       await Promise.all(started.map((k) => t.api(`/api/kernels/${k.id}`, { method: 'DELETE' })));
     }
@@ -148,21 +186,46 @@ describe('REST API (real sandboxes)', function () {
   it('serves /api/sessions in the current shape, with create, patch and delete', async () => {
     const res = await t.api('/api/sessions', {
       method: 'POST',
-      body: JSON.stringify({ path: 'a.ipynb', type: 'notebook', name: 'a', kernel: { name: 'python3' } }),
+      body: JSON.stringify({
+        path: 'a.ipynb',
+        type: 'notebook',
+        name: 'a',
+        kernel: { name: 'python3' },
+      }),
     });
     expect(res.status).to.equal(201);
-    const s = (await res.json()) as { id: string; path: string; name: string; type: string; kernel: { id: string } };
+    const s = (await res.json()) as {
+      id: string;
+      path: string;
+      name: string;
+      type: string;
+      kernel: { id: string };
+    };
     expect(s).to.have.keys('id', 'path', 'name', 'type', 'kernel');
     expect(res.headers.get('location')).to.equal(`/api/sessions/${s.id}`);
-    const again = (await (await t.api('/api/sessions', { method: 'POST', body: JSON.stringify({ path: 'a.ipynb', type: 'notebook' }) })).json()) as { id: string };
+    const again = (await (
+      await t.api('/api/sessions', {
+        method: 'POST',
+        body: JSON.stringify({ path: 'a.ipynb', type: 'notebook' }),
+      })
+    ).json()) as { id: string };
     expect(again.id, 'same path, same session').to.equal(s.id);
-    const patched = await t.api(`/api/sessions/${s.id}`, { method: 'PATCH', body: JSON.stringify({ path: 'b.ipynb' }) });
+    const patched = await t.api(`/api/sessions/${s.id}`, {
+      method: 'PATCH',
+      body: JSON.stringify({ path: 'b.ipynb' }),
+    });
     expect(patched.status).to.equal(200);
     expect(((await patched.json()) as { path: string }).path).to.equal('b.ipynb');
     expect(((await (await t.api('/api/sessions')).json()) as unknown[]).length).to.equal(1);
-    expect((await t.api('/api/sessions', { method: 'POST', body: JSON.stringify({ type: 'notebook' }) })).status).to.equal(400);
+    expect(
+      (await t.api('/api/sessions', { method: 'POST', body: JSON.stringify({ type: 'notebook' }) }))
+        .status,
+    ).to.equal(400);
     expect((await t.api(`/api/sessions/${s.id}`, { method: 'DELETE' })).status).to.equal(204);
     expect((await t.api(`/api/sessions/${s.id}`)).status).to.equal(404);
-    expect((await t.api(`/api/kernels/${s.kernel.id}`)).status, 'deleting a session shuts its kernel down').to.equal(404);
+    expect(
+      (await t.api(`/api/kernels/${s.kernel.id}`)).status,
+      'deleting a session shuts its kernel down',
+    ).to.equal(404);
   });
 });

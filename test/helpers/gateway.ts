@@ -28,7 +28,9 @@ export function kernelImage(): string {
   return imageTag;
 }
 
-export async function startTestGateway(overrides: Partial<GatewayConfig> = {}): Promise<TestGateway> {
+export async function startTestGateway(
+  overrides: Partial<GatewayConfig> = {},
+): Promise<TestGateway> {
   // Short path: unix socket paths are limited to 107 bytes.
   const stateDir = mkdtempSync('/tmp/aido-t-');
   const token = randomBytes(16).toString('hex');
@@ -47,7 +49,11 @@ export async function startTestGateway(overrides: Partial<GatewayConfig> = {}): 
   const api = (path: string, init: RequestInit = {}): Promise<Response> =>
     fetch(base + path, {
       ...init,
-      headers: { Authorization: `token ${token}`, 'Content-Type': 'application/json', ...(init.headers as Record<string, string> | undefined) },
+      headers: {
+        Authorization: `token ${token}`,
+        'Content-Type': 'application/json',
+        ...(init.headers as Record<string, string> | undefined),
+      },
     });
   return {
     gw,
@@ -58,7 +64,8 @@ export async function startTestGateway(overrides: Partial<GatewayConfig> = {}): 
     api,
     async startKernel(body = {}) {
       const res = await api('/api/kernels', { method: 'POST', body: JSON.stringify(body) });
-      if (res.status !== 201) throw new Error(`POST /api/kernels → ${res.status} ${await res.text()}`);
+      if (res.status !== 201)
+        throw new Error(`POST /api/kernels → ${res.status} ${await res.text()}`);
       return (await res.json()) as { id: string };
     },
     async close() {

@@ -32,7 +32,10 @@ export class TestClient {
     readonly protocol: 'v1' | 'legacy',
   ) {
     ws.on('message', (data: Buffer, isBinary: boolean) => {
-      const msg = protocol === 'v1' ? fromRaw(decodeV1(data)) : decodeLegacy(isBinary ? data : data.toString('utf8'), isBinary);
+      const msg =
+        protocol === 'v1'
+          ? fromRaw(decodeV1(data))
+          : decodeLegacy(isBinary ? data : data.toString('utf8'), isBinary);
       this.messages.push(msg);
       this.#waiters = this.#waiters.filter((w) => {
         if (!w.pred(msg)) return true;
@@ -49,13 +52,22 @@ export class TestClient {
 
   static connect(
     url: string,
-    opts: { token?: string; session?: string; protocol?: 'v1' | 'legacy'; headers?: Record<string, string> } = {},
+    opts: {
+      token?: string;
+      session?: string;
+      protocol?: 'v1' | 'legacy';
+      headers?: Record<string, string>;
+    } = {},
   ): Promise<TestClient> {
     const session = opts.session ?? `test-${Math.random().toString(16).slice(2)}`;
     const protocol = opts.protocol ?? 'v1';
     const headers: Record<string, string> = { ...opts.headers };
     if (opts.token) headers.Authorization = `token ${opts.token}`;
-    const ws = new WebSocket(`${url}${url.includes('?') ? '&' : '?'}session_id=${session}`, protocol === 'v1' ? [V1_PROTOCOL] : [], { headers });
+    const ws = new WebSocket(
+      `${url}${url.includes('?') ? '&' : '?'}session_id=${session}`,
+      protocol === 'v1' ? [V1_PROTOCOL] : [],
+      { headers },
+    );
     const client = new TestClient(ws, session, protocol);
     return new Promise((resolve, reject) => {
       ws.once('open', () => {
@@ -77,7 +89,11 @@ export class TestClient {
   }
 
   /** Waits for the first message (already received or future) matching `pred`. */
-  waitFor(pred: (m: JupyterMessage) => boolean, what: string, timeoutMs = 30000): Promise<JupyterMessage> {
+  waitFor(
+    pred: (m: JupyterMessage) => boolean,
+    what: string,
+    timeoutMs = 30000,
+  ): Promise<JupyterMessage> {
     const seen = this.messages.find(pred);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
@@ -104,11 +120,20 @@ export class TestClient {
   ): Promise<Collected> {
     const msg = createMessage({ msgType, channel, session: this.session, content, buffers });
     const id = msg.header.msg_id;
-    const isChild = (m: JupyterMessage): boolean => (m.parent_header as { msg_id?: string }).msg_id === id;
+    const isChild = (m: JupyterMessage): boolean =>
+      (m.parent_header as { msg_id?: string }).msg_id === id;
     this.send(msg);
-    const reply = this.waitFor((m) => isChild(m) && m.channel === channel && m.header.msg_type.endsWith('_reply'), `${msgType} reply`, timeoutMs);
+    const reply = this.waitFor(
+      (m) => isChild(m) && m.channel === channel && m.header.msg_type.endsWith('_reply'),
+      `${msgType} reply`,
+      timeoutMs,
+    );
     const idle = this.waitFor(
-      (m) => isChild(m) && m.channel === 'iopub' && m.header.msg_type === 'status' && m.content.execution_state === 'idle',
+      (m) =>
+        isChild(m) &&
+        m.channel === 'iopub' &&
+        m.header.msg_type === 'status' &&
+        m.content.execution_state === 'idle',
       `idle after ${msgType}`,
       timeoutMs,
     );
@@ -116,8 +141,25 @@ export class TestClient {
     return { reply: r, iopub: this.messages.filter((m) => isChild(m) && m.channel === 'iopub') };
   }
 
-  execute(code: string, timeoutMs = 30000, extra: Record<string, unknown> = {}): Promise<Collected> {
-    return this.request('shell', 'execute_request', { code, silent: false, store_history: true, user_expressions: {}, allow_stdin: false, stop_on_error: true, ...extra }, timeoutMs);
+  execute(
+    code: string,
+    timeoutMs = 30000,
+    extra: Record<string, unknown> = {},
+  ): Promise<Collected> {
+    return this.request(
+      'shell',
+      'execute_request',
+      {
+        code,
+        silent: false,
+        store_history: true,
+        user_expressions: {},
+        allow_stdin: false,
+        stop_on_error: true,
+        ...extra,
+      },
+      timeoutMs,
+    );
   }
 
   close(): void {

@@ -25,9 +25,15 @@ describe('auth', () => {
 
   it('allows same-host and allow-listed origins, and requests without an Origin', () => {
     expect(originAllowed(req({ host: '127.0.0.1:8888' }), [])).to.equal(true);
-    expect(originAllowed(req({ host: '127.0.0.1:8888', origin: 'http://127.0.0.1:8888' }), [])).to.equal(true);
-    expect(originAllowed(req({ host: '127.0.0.1:8888', origin: 'http://evil.example' }), [])).to.equal(false);
-    expect(originAllowed(req({ host: 'h', origin: 'http://lab.example' }), ['http://lab.example'])).to.equal(true);
+    expect(
+      originAllowed(req({ host: '127.0.0.1:8888', origin: 'http://127.0.0.1:8888' }), []),
+    ).to.equal(true);
+    expect(
+      originAllowed(req({ host: '127.0.0.1:8888', origin: 'http://evil.example' }), []),
+    ).to.equal(false);
+    expect(
+      originAllowed(req({ host: 'h', origin: 'http://lab.example' }), ['http://lab.example']),
+    ).to.equal(true);
     expect(originAllowed(req({ host: 'h', origin: 'http://x' }), ['*'])).to.equal(true);
     expect(originAllowed(req({ host: 'h', origin: 'not a url' }), [])).to.equal(false);
   });

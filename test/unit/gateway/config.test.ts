@@ -18,7 +18,10 @@ describe('config', () => {
   });
 
   it('reads env and lets flags win', () => {
-    const c = loadConfig({ AIDO_PORT: '9000', AIDO_MEMORY_LIMIT: '1g', AIDO_ALLOW_ORIGIN: 'http://a, http://b' }, ['--port', '9001', '--exec-timeout=5']);
+    const c = loadConfig(
+      { AIDO_PORT: '9000', AIDO_MEMORY_LIMIT: '1g', AIDO_ALLOW_ORIGIN: 'http://a, http://b' },
+      ['--port', '9001', '--exec-timeout=5'],
+    );
     expect(c.port).to.equal(9001);
     expect(c.execTimeoutS).to.equal(5);
     expect(c.memoryBytes).to.equal(1024 ** 3);
@@ -34,11 +37,15 @@ describe('config', () => {
     }
     expect(err).to.be.instanceOf(ConfigError);
     const msg = (err as ConfigError).message;
-    for (const key of ['AIDO_PORT', 'AIDO_CPU_LIMIT', 'AIDO_SECCOMP', '--nope']) expect(msg).to.include(key);
+    for (const key of ['AIDO_PORT', 'AIDO_CPU_LIMIT', 'AIDO_SECCOMP', '--nope'])
+      expect(msg).to.include(key);
     expect((err as ConfigError).problems).to.have.length(4);
   });
 
   it('refuses a state dir too long for unix socket paths', () => {
-    expect(() => loadConfig({ AIDO_STATE_DIR: `/tmp/${'x'.repeat(80)}` }, [])).to.throw(ConfigError, /unix socket/);
+    expect(() => loadConfig({ AIDO_STATE_DIR: `/tmp/${'x'.repeat(80)}` }, [])).to.throw(
+      ConfigError,
+      /unix socket/,
+    );
   });
 });

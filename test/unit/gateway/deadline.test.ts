@@ -36,7 +36,10 @@ describe('InterruptLadder', () => {
     const timers = new FakeTimers();
     const calls: string[] = [];
     const ladder = new InterruptLadder(
-      { interrupt: () => (calls.push('interrupt'), Promise.resolve()), kill: () => (calls.push('kill'), Promise.resolve()) },
+      {
+        interrupt: () => (calls.push('interrupt'), Promise.resolve()),
+        kill: () => (calls.push('kill'), Promise.resolve()),
+      },
       1000,
       timers,
     );
@@ -52,7 +55,10 @@ describe('InterruptLadder', () => {
     const timers = new FakeTimers();
     const calls: string[] = [];
     const ladder = new InterruptLadder(
-      { interrupt: () => (calls.push('interrupt'), Promise.resolve()), kill: () => (calls.push('kill'), Promise.resolve()) },
+      {
+        interrupt: () => (calls.push('interrupt'), Promise.resolve()),
+        kill: () => (calls.push('kill'), Promise.resolve()),
+      },
       1000,
       timers,
     );
@@ -67,7 +73,11 @@ describe('InterruptLadder', () => {
   it('joins a climb already under way instead of starting another', async () => {
     const timers = new FakeTimers();
     let interrupts = 0;
-    const ladder = new InterruptLadder({ interrupt: () => (interrupts++, Promise.resolve()), kill: () => Promise.resolve() }, 100, timers);
+    const ladder = new InterruptLadder(
+      { interrupt: () => (interrupts++, Promise.resolve()), kill: () => Promise.resolve() },
+      100,
+      timers,
+    );
     const a = ladder.run();
     const b = ladder.run();
     expect(a).to.equal(b);
@@ -82,7 +92,10 @@ describe('InterruptLadder', () => {
     const timers = new FakeTimers();
     let killed = false;
     const ladder = new InterruptLadder(
-      { interrupt: () => Promise.reject(new Error('control socket gone')), kill: () => ((killed = true), Promise.resolve()) },
+      {
+        interrupt: () => Promise.reject(new Error('control socket gone')),
+        kill: () => ((killed = true), Promise.resolve()),
+      },
       10,
       timers,
     );

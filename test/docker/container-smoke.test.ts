@@ -1,0 +1,148 @@
+/**
+ * The kernel image, started hardened by the runtime adapter, reached from Node with zeromq.js over
+ * ipc in its per-kernel directory: kernel_info_reply, then `1+1` → execute_result 2 on iopub.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { expect } from 'chai';
+import Docker from 'dockerode';
+import * as zmq from 'zeromq';
+import {
+  createMessage,
+  decodeZmq,
+  encodeZmq,
+  Signer,
+  toRaw,
+  fromRaw,
+  type JupyterMessage,
+} from '../../protocol/index.js';
+import { DockerRuntime } from '../../gateway/docker-runtime.js';
+import { policyFrom } from '../../gateway/server.js';
+import { loadConfig } from '../../gateway/config.js';
+import type { Sandbox } from '../../gateway/runtime.js';
+import { kernelImage } from '../helpers/gateway.js';
+
+async function receiveUntil(
+  sock: zmq.Subscriber | zmq.Dealer,
+  signer: Signer,
+  channel: 'iopub' | 'shell',
+  pred: (m: JupyterMessage) => boolean,
+  what: string,
+): Promise<JupyterMessage> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    const frames = await sock.receive();
+    const msg = fromRaw(decodeZmq(frames, channel, signer).raw);
+    if (pred(msg)) return msg;
+  }
+}
+
+describe('hardened kernel container over ipc (zeromq.js, no gateway)', function () {
+  this.timeout(90_000);
+  const docker = new Docker();
+  let stateDir: string;
+  let sandbox: Sandbox;
+
+  before(async () => {
+    stateDir = mkdtempSync('/tmp/aido-s-');
+    const config = loadConfig({}, [], { stateDir, kernelImage: kernelImage() });
+    const runtime = new DockerRuntime({
+      docker,
+      stateDir,
+      image: config.kernelImage,
+      policy: policyFrom(config),
+      hostHasAppArmor: false,
+    });
+    sandbox = await runtime.createSandbox('00000000-0000-4000-8000-000000000001', {});
+  });
+  after(async () => {
+    await sandbox.destroy();
+    rmSync(stateDir, { recursive: true, force: true });
+  });
+
+  it('runs with the hardened settings Docker reports back', async () => {
+    const info = await docker.getContainer(sandbox.id).inspect();
+    const h = info.HostConfig;
+    expect(info.Config.User).to.equal('1000:1000');
+    expect(h.NetworkMode).to.equal('none');
+    expect(h.ReadonlyRootfs).to.equal(true);
+    expect(h.CapDrop).to.deep.equal(['ALL']);
+    expect(
+      (h.SecurityOpt as string[] | undefined)?.some((o: string) =>
+        o.startsWith('no-new-privileges'),
+      ),
+    ).to.equal(true);
+    expect(
+      (h.SecurityOpt as string[] | undefined)?.some((o: string) => o.startsWith('seccomp=')),
+    ).to.equal(true);
+    expect(h.Memory).to.equal(512 * 1024 * 1024);
+    expect(h.MemorySwap).to.equal(h.Memory);
+    expect(h.NanoCpus).to.equal(0.5e9);
+    expect(h.PidsLimit).to.equal(50);
+    expect(h.Ulimits).to.deep.include({ Name: 'nofile', Soft: 1024, Hard: 1024 });
+    expect(Object.keys(h.Tmpfs ?? {})).to.have.members(['/tmp', '/workspace']);
+    expect(h.Binds).to.have.length(1);
+  });
+
+  it('answers kernel_info and evaluates 1+1 to execute_result 2 on iopub', async () => {
+    const signer = new Signer(sandbox.connection.key);
+    const shell = new zmq.Dealer({ routingId: 'smoke', linger: 0 });
+    const iopub = new zmq.Subscriber({ linger: 0 });
+    shell.connect(sandbox.connection.endpoints.shell);
+    iopub.subscribe();
+    iopub.connect(sandbox.connection.endpoints.iopub);
+    try {
+      let info: JupyterMessage | undefined;
+      shell.receiveTimeout = 500;
+      const deadline = Date.now() + 60_000;
+      while (!info && Date.now() < deadline) {
+        const req = createMessage({
+          msgType: 'kernel_info_request',
+          channel: 'shell',
+          session: 'smoke',
+          content: {},
+        });
+        await shell.send(encodeZmq(toRaw(req), signer));
+        try {
+          info = await receiveUntil(
+            shell,
+            signer,
+            'shell',
+            (m) => m.header.msg_type === 'kernel_info_reply',
+            'kernel_info_reply',
+          );
+        } catch {
+          // not up yet: ask again
+        }
+      }
+      expect(info?.content.status).to.equal('ok');
+      shell.receiveTimeout = -1;
+      const exec = createMessage({
+        msgType: 'execute_request',
+        channel: 'shell',
+        session: 'smoke',
+        content: {
+          code: '1+1',
+          silent: false,
+          store_history: true,
+          user_expressions: {},
+          allow_stdin: false,
+          stop_on_error: true,
+        },
+      });
+      await shell.send(encodeZmq(toRaw(exec), signer));
+      const result = await receiveUntil(
+        iopub,
+        signer,
+        'iopub',
+        (m) => m.header.msg_type === 'execute_result',
+        'execute_result',
+      );
+      expect((result.content.data as Record<string, string>)['text/plain']).to.equal('2');
+      expect((result.parent_header as { msg_id: string }).msg_id).to.equal(exec.header.msg_id);
+    } finally {
+      shell.close();
+      iopub.close();
+    }
+  });
+});
