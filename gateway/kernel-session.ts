@@ -25,7 +25,7 @@ import {
 import { ExecutionDeadline, InterruptLadder, realTimers, type Timers } from './deadline.js';
 import { GatewayError } from './errors.js';
 import type { Logger } from './logger.js';
-import type { KernelRuntime, Sandbox, SandboxExit } from './runtime.js';
+import type { ConnectionInfo, KernelRuntime, Sandbox, SandboxExit } from './runtime.js';
 import { ZmqLink } from './zmq-link.js';
 
 /** Jupyter's execution states (the only values clients accept). */
@@ -132,6 +132,11 @@ export class KernelSession implements ChannelHost {
 
   get signer(): Signer | undefined {
     return this.#signer;
+  }
+
+  /** How to reach the current sandbox directly (benchmarks compare the bridge against it). */
+  get connection(): ConnectionInfo | undefined {
+    return this.#sandbox?.connection;
   }
 
   /** The container id of the current sandbox. */
