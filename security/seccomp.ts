@@ -182,7 +182,28 @@ export const DENIED_SYSCALL_GROUPS: readonly DeniedSyscallGroup[] = [
     why: 'host administration',
   },
   {
-    names: ['nfsservctl', 'uselib', 'sysfs', '_sysctl', 'ustat', 'remap_file_pages'],
+    names: [
+      'io_setup',
+      'io_submit',
+      'io_getevents',
+      'io_pgetevents',
+      'io_pgetevents_time64',
+      'io_cancel',
+      'io_destroy',
+    ],
+    why: 'Linux native AIO (libaio): unused by Python, ZeroMQ and the data stack, more kernel code in reach',
+  },
+  {
+    names: [
+      'nfsservctl',
+      'uselib',
+      'sysfs',
+      '_sysctl',
+      'ustat',
+      'remap_file_pages',
+      'epoll_ctl_old',
+      'epoll_wait_old',
+    ],
     why: 'obsolete interfaces nobody needs',
   },
   {
