@@ -224,8 +224,10 @@ export function buildContainerSpec(input: SandboxSpecInput): ContainerCreateOpti
     Tmpfs: {
       '/tmp': `rw,noexec,nosuid,nodev,size=${limits.tmpSizeBytes},mode=1777`,
       // StorageOpt.size is refused on overlay2/ext4, so /workspace is a tmpfs; its pages are
-      // charged to the memory limit, which validateLimits accounts for.
-      [WORKSPACE_DIR]: `rw,nosuid,nodev,size=${limits.workspaceSizeBytes},uid=1000,gid=1000,mode=0700`,
+      // charged to the memory limit, which validateLimits accounts for. Docker adds noexec to
+      // every tmpfs that does not say `exec` (read back from /proc/mounts): it is written out here
+      // so that the spec says what the sandbox gets.
+      [WORKSPACE_DIR]: `rw,noexec,nosuid,nodev,size=${limits.workspaceSizeBytes},uid=1000,gid=1000,mode=0700`,
     },
     Binds: [`${input.kernelDir}:${KERNEL_DIR_IN_CONTAINER}:rw`],
     Init: true,

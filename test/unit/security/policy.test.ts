@@ -63,7 +63,7 @@ const GOLDEN = {
     Ulimits: [{ Name: 'nofile', Soft: 1024, Hard: 1024 }],
     Tmpfs: {
       '/tmp': 'rw,noexec,nosuid,nodev,size=67108864,mode=1777',
-      '/workspace': 'rw,nosuid,nodev,size=104857600,uid=1000,gid=1000,mode=0700',
+      '/workspace': 'rw,noexec,nosuid,nodev,size=104857600,uid=1000,gid=1000,mode=0700',
     },
     Binds: ['/var/lib/aido-kgw/k/6f1d2c3b:/run/kernel:rw'],
     Init: true,
@@ -156,7 +156,7 @@ describe('security/policy', () => {
       expect(hc.Ulimits).to.deep.equal([{ Name: 'nofile', Soft: 4096, Hard: 4096 }]);
       expect(hc.Tmpfs).to.deep.equal({
         '/tmp': 'rw,noexec,nosuid,nodev,size=10485760,mode=1777',
-        '/workspace': 'rw,nosuid,nodev,size=20971520,uid=1000,gid=1000,mode=0700',
+        '/workspace': 'rw,noexec,nosuid,nodev,size=20971520,uid=1000,gid=1000,mode=0700',
       });
     });
 
