@@ -3,7 +3,7 @@
  * a per-sandbox directory that only that container mounts (at /run/kernel).
  */
 import { randomBytes } from 'node:crypto';
-import { chown, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import Docker from 'dockerode';
 import {
@@ -193,28 +193,47 @@ export class DockerRuntime implements KernelRuntime {
     });
   }
 
-  async reapOrphans(keep: ReadonlySet<string>): Promise<number> {
+  async reapOrphans(keep: ReadonlySet<string>, opts: { minAgeMs?: number } = {}): Promise<number> {
+    const minAgeMs = opts.minAgeMs ?? 0;
+    const cutoff = Date.now() - minAgeMs;
     let removed = 0;
     const keepDirs = new Set<string>();
     for (const c of await this.labelled()) {
-      if (keep.has(c.Id)) {
-        const d = c.Labels[LABEL_KERNEL_DIR];
-        if (d) keepDirs.add(d);
+      const dir = c.Labels[LABEL_KERNEL_DIR];
+      if (keep.has(c.Id) || c.Created * 1000 > cutoff) {
+        if (dir) keepDirs.add(dir);
         continue;
       }
-      try {
-        await this.opts.docker.getContainer(c.Id).remove({ force: true, v: true });
-        removed++;
-      } catch (err) {
-        if (!isNotFound(err)) throw err;
-      }
+      await this.removeContainer(c.Id);
+      removed++;
     }
     const entries = await readdir(this.kernelsDir).catch(() => [] as string[]);
     for (const name of entries) {
       const d = path.join(this.kernelsDir, name);
-      if (!keepDirs.has(d)) await rm(d, { recursive: true, force: true });
+      if (keepDirs.has(d)) continue;
+      const mtime = await stat(d).then(
+        (st) => st.mtimeMs,
+        () => 0,
+      );
+      if (mtime <= cutoff) await rm(d, { recursive: true, force: true });
     }
     return removed;
+  }
+
+  async removeContainer(containerId: string): Promise<void> {
+    const c = this.opts.docker.getContainer(containerId);
+    const dir = await c.inspect().then(
+      (i) => (i.Config.Labels as Record<string, string> | null)?.[LABEL_KERNEL_DIR],
+      () => undefined,
+    );
+    try {
+      await c.remove({ force: true, v: true });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    // Only directories inside our own kernels dir, whatever a label says.
+    if (dir && path.dirname(dir) === this.kernelsDir)
+      await rm(dir, { recursive: true, force: true });
   }
 
   async list(): Promise<SandboxInfo[]> {

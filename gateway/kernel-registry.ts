@@ -18,7 +18,7 @@ export interface StartRequest {
 
 export class KernelRegistry {
   #kernels = new Map<string, KernelSession>();
-  #starting = new Set<string>();
+  #starting = new Map<string, KernelSession>();
 
   constructor(
     private readonly config: GatewayConfig,
@@ -73,7 +73,6 @@ export class KernelRegistry {
         `Maximum number of kernels (${this.config.maxKernels}) reached`,
       );
     }
-    this.#starting.add(id);
     const kernel = new KernelSession({
       id,
       name,
@@ -91,6 +90,7 @@ export class KernelRegistry {
         pingIntervalMs: this.config.wsPingIntervalS * 1000,
       },
     });
+    this.#starting.set(id, kernel);
     try {
       await kernel.start();
     } finally {
@@ -116,7 +116,7 @@ export class KernelRegistry {
 
   /** Shuts every kernel down (gateway shutdown). */
   async shutdownAll(): Promise<number> {
-    const all = this.list();
+    const all = [...this.list(), ...this.#starting.values()];
     this.#kernels.clear();
     await Promise.allSettled(all.map((k) => k.shutdown()));
     return all.length;
@@ -125,7 +125,8 @@ export class KernelRegistry {
   /** Container ids of the sandboxes in use (for orphan reaping). */
   containerIds(): Set<string> {
     const ids = new Set<string>();
-    for (const k of this.#kernels.values()) if (k.containerId) ids.add(k.containerId);
+    for (const k of [...this.#kernels.values(), ...this.#starting.values()])
+      if (k.containerId) ids.add(k.containerId);
     return ids;
   }
 }

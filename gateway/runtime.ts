@@ -50,8 +50,13 @@ export interface SandboxInfo {
 export interface KernelRuntime {
   /** Creates and starts a sandbox for `kernelId` with the given (already allow-listed) env. */
   createSandbox(kernelId: string, env: Record<string, string>): Promise<Sandbox>;
-  /** Removes labelled containers and directories of this state dir that are not in `keep`. */
-  reapOrphans(keep: ReadonlySet<string>): Promise<number>;
+  /**
+   * Removes labelled containers and directories of this state dir that are not in `keep`.
+   * With `minAgeMs`, only those older than that (so a sandbox being created is not taken).
+   */
+  reapOrphans(keep: ReadonlySet<string>, opts?: { minAgeMs?: number }): Promise<number>;
+  /** Removes one labelled container (and its directory) by id. */
+  removeContainer(containerId: string): Promise<void>;
   /** Every labelled container of this state dir. */
   list(): Promise<SandboxInfo[]>;
   /** Whether the container engine answers. */

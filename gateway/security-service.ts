@@ -63,13 +63,7 @@ export class SecurityService {
       await this.d.kernels.terminate(match.kernelId, 'removed through the security API');
       return;
     }
-    await this.d.runtime.reapOrphans(
-      new Set(
-        (await this.d.runtime.list())
-          .map((c) => c.containerId)
-          .filter((c) => c !== match.containerId),
-      ),
-    );
+    await this.d.runtime.removeContainer(match.containerId);
   }
 
   /** Removes everything of a session: its kernel, container, directory and connections. */

@@ -95,6 +95,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
   });
 
   let closed: Promise<void> | undefined;
+  let reaper: NodeJS.Timeout | undefined;
   const gateway: Gateway = {
     config,
     server,
@@ -108,6 +109,19 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
         return 0;
       });
       if (reaped > 0) logger.info({ reaped }, 'removed orphaned sandboxes');
+      // Later orphans (a sandbox whose kernel failed half-way, a container left by a crash of
+      // Docker calls) are reaped periodically; young ones may still be starting.
+      reaper = setInterval(() => {
+        runtime
+          .reapOrphans(kernels.containerIds(), { minAgeMs: 5 * 60_000 })
+          .then((n) => {
+            if (n > 0) logger.warn({ reaped: n }, 'removed orphaned sandboxes');
+          })
+          .catch((err: unknown) => {
+            logger.warn({ err: String(err) }, 'orphan reaping failed');
+          });
+      }, 60_000);
+      reaper.unref();
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(config.port, config.ip, () => {
@@ -120,6 +134,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
     close() {
       closed ??= (async () => {
         draining = true;
+        clearInterval(reaper);
         channels.close();
         const n = await kernels.shutdownAll();
         logger.info({ kernels: n }, 'all kernels removed');
