@@ -14,13 +14,19 @@
  */
 export type Channel = 'shell' | 'control' | 'iopub' | 'stdin';
 
-/** Every {@link Channel}, in the order the spec introduces them. */
+/**
+ * Every {@link Channel}, in the order the spec introduces them.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#introduction
+ */
 export const CHANNELS: readonly Channel[] = Object.freeze(['shell', 'iopub', 'stdin', 'control']);
 
 /**
  * Narrows an untrusted string (from a WebSocket frame) to a {@link Channel}.
  *
  * @param x - the channel name as received.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#introduction
  */
 export function isChannel(x: string): x is Channel {
   return x === 'shell' || x === 'control' || x === 'iopub' || x === 'stdin';

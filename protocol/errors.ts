@@ -22,6 +22,8 @@
  * - `UNSIGNED`: a key is configured but the message carries no signature.
  * - `REPLAYED`: the signature was seen before (a replayed message).
  * - `MISSING_DELIMITER`: a ZMQ multipart message has no `<IDS|MSG>` frame.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#the-wire-protocol
  */
 export type ProtocolErrorCode =
   | 'MALFORMED_FRAME'
@@ -34,7 +36,11 @@ export type ProtocolErrorCode =
   | 'REPLAYED'
   | 'MISSING_DELIMITER';
 
-/** Every {@link ProtocolErrorCode}, for exhaustive tables and tests. */
+/**
+ * Every {@link ProtocolErrorCode}, for exhaustive tables and tests.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#the-wire-protocol
+ */
 export const PROTOCOL_ERROR_CODES: readonly ProtocolErrorCode[] = Object.freeze([
   'MALFORMED_FRAME',
   'FRAME_TOO_LARGE',
@@ -50,6 +56,8 @@ export const PROTOCOL_ERROR_CODES: readonly ProtocolErrorCode[] = Object.freeze(
 /**
  * A frame or message that breaks the Jupyter wire protocol. Callers branch on {@link code}, never on
  * the message text; the message is for logs and may name offsets and field names, never payloads.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#the-wire-protocol
  */
 export class ProtocolError extends Error {
   override readonly name = 'ProtocolError';
@@ -73,6 +81,8 @@ export class ProtocolError extends Error {
  *
  * @param err - any thrown value.
  * @param code - when given, the code it must carry.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#the-wire-protocol
  */
 export function isProtocolError(err: unknown, code?: ProtocolErrorCode): err is ProtocolError {
   return err instanceof ProtocolError && (code === undefined || err.code === code);

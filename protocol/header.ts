@@ -52,6 +52,8 @@ const NON_EMPTY_FIELDS = new Set<string>(['msg_id', 'msg_type']);
  * @param value - a value from `JSON.parse`.
  * @param what - the part's name, for the error message (`header`, `parent_header`).
  * @throws {@link ProtocolError} `BAD_HEADER` naming the first bad field.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#message-header
  */
 export function validateHeader(value: unknown, what = 'header'): Header {
   if (!isJsonObject(value)) {
@@ -105,6 +107,8 @@ export function parseParentHeader(bytes: Buffer): Header | Record<string, never>
  * @param value - a value from `JSON.parse`.
  * @throws {@link ProtocolError} `BAD_JSON` if it is not an object, `BAD_HEADER` if it is a
  *   non-empty object that is not a valid header.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#parent-header
  */
 export function validateParentHeader(value: unknown): Header | Record<string, never> {
   if (!isJsonObject(value)) {

@@ -12,6 +12,8 @@ import { ProtocolError } from './errors.js';
  * True for a JSON object value (not an array, not null).
  *
  * @param v - a value produced by `JSON.parse`.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#general-message-format
  */
 export function isJsonObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -24,6 +26,8 @@ export function isJsonObject(v: unknown): v is Record<string, unknown> {
  * @param bytes - the JSON part.
  * @param what - the part's name, for the error message (`content`, `metadata`, …).
  * @throws {@link ProtocolError} `BAD_JSON` if the bytes do not parse or are not an object.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#general-message-format
  */
 export function parseJsonObject(bytes: Buffer, what: string): Record<string, unknown> {
   const value = parseJson(bytes, what);
@@ -39,6 +43,8 @@ export function parseJsonObject(bytes: Buffer, what: string): Record<string, unk
  * @param data - the JSON bytes or text.
  * @param what - the part's name, for the error message.
  * @throws {@link ProtocolError} `BAD_JSON` if it does not parse.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#general-message-format
  */
 export function parseJson(data: Buffer | string, what: string): unknown {
   try {
@@ -96,6 +102,8 @@ const LITERALS: readonly (readonly number[])[] = [
  *
  * @param bytes - the candidate JSON object.
  * @returns true if the bytes are one well-formed JSON object.
+ *
+ * @see https://jupyter-server.readthedocs.io/en/latest/developers/websocket-protocols.html
  */
 export function isJsonObjectBytes(bytes: Uint8Array): boolean {
   const n = bytes.length;

@@ -50,7 +50,11 @@ export type ReplyAbortedContent = { status: 'aborted' };
 export type ReplyContent<T extends object> =
   ({ status: 'ok' } & T) | ReplyErrorContent | ReplyAbortedContent;
 
-/** An empty content object (`{}`). */
+/**
+ * An empty content object (`{}`).
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#request-reply
+ */
 export type EmptyContent = Record<string, never>;
 
 /**
@@ -343,13 +347,25 @@ export interface MessageTypes {
   iopub_welcome: { channel: 'iopub'; content: IopubWelcomeContent };
 }
 
-/** Every `msg_type` in the catalogue. */
+/**
+ * Every `msg_type` in the catalogue.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#general-message-format
+ */
 export type MsgType = keyof MessageTypes;
 
-/** The content type of message type `T`. */
+/**
+ * The content type of message type `T`.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#content
+ */
 export type ContentOf<T extends MsgType> = MessageTypes[T]['content'];
 
-/** The channel(s) message type `T` may travel on. */
+/**
+ * The channel(s) message type `T` may travel on.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#introduction
+ */
 export type ChannelOf<T extends MsgType> = MessageTypes[T]['channel'];
 
 /**
@@ -395,7 +411,11 @@ const requestChannels = {
   input_reply: 'stdin',
 } as const satisfies { [K in MsgType]?: ChannelOf<K> };
 
-/** A message type a client may send to a kernel. */
+/**
+ * A message type a client may send to a kernel.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#messages-on-the-shell-router-dealer-channel
+ */
 export type ClientMsgType = keyof typeof requestChannels;
 
 /**
@@ -416,6 +436,8 @@ export const REQUEST_CHANNEL: Readonly<Record<string, Channel>> & typeof request
  * not originate (replies, IOPub types, unknown names).
  *
  * @param msgType - an untrusted `msg_type`.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#messages-on-the-control-router-dealer-channel
  */
 export function channelForRequest(msgType: string): Channel | undefined {
   return Object.hasOwn(REQUEST_CHANNEL, msgType) ? REQUEST_CHANNEL[msgType] : undefined;
@@ -425,6 +447,8 @@ export function channelForRequest(msgType: string): Channel | undefined {
  * True if `msgType` is a message type a client may send to a kernel.
  *
  * @param msgType - an untrusted `msg_type`.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#messages-on-the-shell-router-dealer-channel
  */
 export function isClientMsgType(msgType: string): msgType is ClientMsgType {
   return Object.hasOwn(REQUEST_CHANNEL, msgType);

@@ -69,6 +69,8 @@ export interface RawMessage {
  * @param msg - the parsed message.
  * @throws TypeError if a part cannot be serialised (a BigInt or a cycle), which is a bug in the
  *   caller, not bad input.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#the-wire-protocol
  */
 export function toRaw(msg: JupyterMessage): RawMessage {
   return {
@@ -92,6 +94,8 @@ function jsonBytes(value: object): Buffer {
  * @param raw - the message; its already-parsed `header` is reused.
  * @throws {@link ProtocolError} `BAD_JSON` if parent_header, metadata or content do not parse or
  *   are not objects; `BAD_HEADER` if a non-empty parent_header is not a valid header.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#the-wire-protocol
  */
 export function fromRaw(raw: RawMessage): JupyterMessage {
   return {
@@ -109,6 +113,8 @@ export function fromRaw(raw: RawMessage): JupyterMessage {
  * `content` are checked against it; any other string takes any channel and object content.
  *
  * @typeParam T - the message type.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#message-header
  */
 export interface CreateMessageOptions<T extends string> {
   msgType: T;
@@ -164,6 +170,8 @@ export function createMessage<T extends string>(
  * @param raw - a forwarding-form message.
  * @returns the parent's `msg_id`, or `undefined` when there is no parent, the bytes are not JSON,
  *   or `msg_id` is not a non-empty string.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#parent-header
  */
 export function parentMsgId(raw: Pick<RawMessage, 'parentHeader'>): string | undefined {
   let parent: unknown;
@@ -184,6 +192,8 @@ export function parentMsgId(raw: Pick<RawMessage, 'parentHeader'>): string | und
  * @returns the parent header, or `undefined` when it is `{}`.
  * @throws {@link ProtocolError} `BAD_JSON` or `BAD_HEADER` if the bytes are not `{}` or a valid
  *   header.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#parent-header
  */
 export function parentHeaderOf(raw: Pick<RawMessage, 'parentHeader'>): Header | undefined {
   const parent = parseParentHeader(raw.parentHeader);
@@ -198,6 +208,8 @@ function isHeader(h: Header | Record<string, never>): h is Header {
  * Narrows a parsed message's parent header to a {@link Header}, or `undefined` if it has none.
  *
  * @param msg - a parsed message.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#parent-header
  */
 export function parentOf(msg: Pick<JupyterMessage, 'parent_header'>): Header | undefined {
   return isHeader(msg.parent_header) ? msg.parent_header : undefined;

@@ -7,7 +7,11 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
-/** The only signature scheme accepted: the one every Jupyter kernel implements. */
+/**
+ * The only signature scheme accepted: the one every Jupyter kernel implements.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/kernels.html#connection-files
+ */
 export const SIGNATURE_SCHEME = 'hmac-sha256';
 
 /**

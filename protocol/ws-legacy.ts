@@ -21,7 +21,11 @@ import { validateHeader, validateParentHeader } from './header.js';
 import { isJsonObject, isJsonObjectBytes, parseJson } from './json-bytes.js';
 import type { JupyterMessage, RawMessage } from './messages.js';
 
-/** Limits applied by {@link decodeLegacy}. */
+/**
+ * Limits applied by {@link decodeLegacy}.
+ *
+ * @see https://jupyter-server.readthedocs.io/en/latest/developers/websocket-protocols.html
+ */
 export interface LegacyLimits {
   /** Most bytes accepted in one frame (UTF-8 bytes for a text frame). */
   maxBytes?: number;
@@ -29,7 +33,11 @@ export interface LegacyLimits {
   maxBuffers?: number;
 }
 
-/** A frame to send: `binary` says whether to send it as a binary or a text WebSocket frame. */
+/**
+ * A frame to send: `binary` says whether to send it as a binary or a text WebSocket frame.
+ *
+ * @see https://jupyter-server.readthedocs.io/en/latest/developers/websocket-protocols.html
+ */
 export interface EncodedFrame {
   /** The frame. A Buffer sent as text is valid UTF-8. */
   data: Buffer | string;

@@ -24,7 +24,11 @@ import type { RawMessage } from './messages.js';
  */
 export const V1_PROTOCOL = 'v1.kernel.websocket.jupyter.org';
 
-/** Limits applied by {@link decodeV1}. */
+/**
+ * Limits applied by {@link decodeV1}.
+ *
+ * @see https://jupyter-server.readthedocs.io/en/latest/developers/websocket-protocols.html
+ */
 export interface V1Limits {
   /** Most bytes accepted in one frame. */
   maxBytes?: number;

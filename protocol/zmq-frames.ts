@@ -32,7 +32,11 @@ const DELIMITER_CHECK = Buffer.from(DELIMITER_TEXT, 'ascii');
 /** The frames after the delimiter that every message has: signature and the four JSON parts. */
 const MIN_PARTS_AFTER_DELIMITER = 5;
 
-/** What {@link encodeZmq} needs: the four JSON parts as bytes and the buffers. */
+/**
+ * What {@link encodeZmq} needs: the four JSON parts as bytes and the buffers.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#the-wire-protocol
+ */
 export type ZmqParts = Pick<
   RawMessage,
   'headerBytes' | 'parentHeader' | 'metadata' | 'content' | 'buffers'
@@ -66,7 +70,11 @@ export function encodeZmq(
   ];
 }
 
-/** Limits applied by {@link decodeZmq}. */
+/**
+ * Limits applied by {@link decodeZmq}.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#the-wire-protocol
+ */
 export interface ZmqLimits {
   /** Most frames accepted in one multipart message, identities and buffers included. */
   maxFrames?: number;
@@ -74,7 +82,11 @@ export interface ZmqLimits {
   maxBytes?: number;
 }
 
-/** A decoded multipart message. */
+/**
+ * A decoded multipart message.
+ *
+ * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#the-wire-protocol
+ */
 export interface DecodedZmq {
   /** The frames before the delimiter (ROUTER identities, or the IOPub topic). */
   identities: Buffer[];
