@@ -192,10 +192,21 @@ export class ClientChannels {
     if (!ws || ws.readyState !== ws.OPEN) return;
     if (this.#protocol === 'v1') {
       ws.send(encodeV1(raw), { binary: true });
-    } else {
-      const { data, binary } = encodeLegacyRaw(raw);
-      ws.send(data, { binary });
+      return;
     }
+    let frame: { data: Buffer | string; binary: boolean };
+    try {
+      // Splicing kernel bytes into one JSON text needs each part to be exactly one JSON object;
+      // code in the kernel could otherwise forge fields of the message the client sees.
+      frame = encodeLegacyRaw(raw);
+    } catch (err) {
+      this.host.log('warn', 'dropped a kernel message that is not valid JSON', {
+        msg_type: raw.header.msg_type,
+        err: String(err),
+      });
+      return;
+    }
+    ws.send(frame.data, { binary: frame.binary });
   }
 
   #onFrame(ws: WebSocket, data: Buffer | Buffer[] | ArrayBuffer, isBinary: boolean): void {
