@@ -122,9 +122,9 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** AppArmor profile names we accept (no spaces, quotes or option separators). */
 const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
-function fail(input: SandboxSpecInput | null, problems: string[]): never {
-  const who = input ? ` for kernel ${input.kernelId || '(no id)'}` : '';
-  throw new SandboxPolicyError(`invalid sandbox policy${who}: ${problems.join('; ')}`);
+function fail(input: SandboxSpecInput, problems: string[]): never {
+  const who = input.kernelId || '(no id)';
+  throw new SandboxPolicyError(`invalid sandbox policy for kernel ${who}: ${problems.join('; ')}`);
 }
 
 /**
