@@ -269,6 +269,13 @@ export function describeDisabledControls(policy: SandboxPolicy): string[] {
   if (!policy.seccomp) {
     off.push("seccomp: the aido allow-list is off; Docker's default profile applies instead");
   }
+  if (policy.seccomp && policy.runtime !== null) {
+    // gVisor serves system calls itself and ignores the OCI seccomp profile unless started with
+    // --oci-seccomp (sandbox-field-notes §3); other runtimes may differ too.
+    off.push(
+      `seccomp: runtime ${policy.runtime} may not enforce the profile (gVisor needs --oci-seccomp)`,
+    );
+  }
   if (policy.appArmorProfile === null) off.push('apparmor: no profile requested');
   if (!policy.noNewPrivileges)
     off.push('no-new-privileges: off; setuid binaries could raise privileges');

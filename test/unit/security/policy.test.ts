@@ -274,6 +274,12 @@ describe('security/policy', () => {
       }
     });
 
+    it('warns that another runtime may not enforce the seccomp profile', () => {
+      expect(describeDisabledControls(policy({ runtime: 'runsc' }))).to.deep.equal([
+        'seccomp: runtime runsc may not enforce the profile (gVisor needs --oci-seccomp)',
+      ]);
+    });
+
     it('does not report tighter limits', () => {
       const p = policy({ limits: { ...DEFAULT_LIMITS, memoryBytes: 256 * MiB, cpus: 0.25 } });
       expect(describeDisabledControls(p)).to.deep.equal([]);
