@@ -263,6 +263,28 @@ describe('channels WebSocket (real sandboxes)', function () {
     again.close();
   });
 
+  it('drops kernel messages with a wrong signature (code in the kernel forging iopub) and keeps serving', async () => {
+    const c = await TestClient.connect(url(kernelB), { token: t.token });
+    try {
+      const forged = [
+        'k = get_ipython().kernel',
+        'from jupyter_client.session import Session',
+        "s = Session(key=b'not-the-key', session=k.session.session)",
+        "s.send(k.iopub_socket, 'stream', {'name': 'stdout', 'text': 'FORGED\\n'}, parent=k.get_parent('shell'))",
+        "print('sent')",
+      ].join('\n');
+      const r = await c.execute(forged);
+      expect(stdout(r)).to.equal('sent\n');
+      expect(
+        c.messages.some((m) => m.content.text === 'FORGED\n'),
+        'the forged message never reaches a client',
+      ).to.equal(false);
+      expect(stdout(await c.execute("print('fine')"))).to.equal('fine\n');
+    } finally {
+      c.close();
+    }
+  });
+
   it('interrupts a running execution through the REST endpoint (KeyboardInterrupt)', async () => {
     const c = await TestClient.connect(url(kernelB), { token: t.token });
     try {
