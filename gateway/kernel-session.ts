@@ -499,9 +499,13 @@ export class KernelSession implements ChannelHost {
     const parentType = typeof parent.msg_type === 'string' ? parent.msg_type : undefined;
     const parentSession = typeof parent.session === 'string' ? parent.session : undefined;
 
+    const tracked = parentType === undefined || !UNTRACKED.has(parentType);
     if (type === 'status') {
       const state = parseJson(raw.content).execution_state;
+      // Control requests (interrupt, shutdown, debug) and probes get busy/idle from the control
+      // thread while an execution runs: they must not flip the kernel to idle (as in Jupyter Server).
       if (
+        tracked &&
         (state === 'busy' || state === 'idle' || state === 'starting') &&
         this.executionState !== 'restarting' &&
         this.executionState !== 'dead'
@@ -511,13 +515,14 @@ export class KernelSession implements ChannelHost {
       if (parentType === 'execute_request' && parentId) {
         if (state === 'busy') this.#executionStarted(parentId);
         else if (state === 'idle') this.#executionEnded(parentId);
+      } else if (tracked && state === 'idle' && this.#activeExecution === undefined) {
+        // A shell handler other than execute (a comm message, say) ended: an interrupt worked.
+        this.#ladder.settle();
       }
     } else if (type === 'execute_input' && parentId) {
       this.#executionStarted(parentId);
     }
-    if (parentType === undefined || !UNTRACKED.has(parentType)) {
-      if (type !== 'status') this.lastActivity = new Date();
-    }
+    if (tracked && type !== 'status') this.lastActivity = new Date();
     // The gateway's own probes stay between the gateway and the kernel.
     if (parentSession === this.#gwSession) return;
     for (const c of this.#clients.values()) {
