@@ -69,6 +69,18 @@ export interface SandboxSpecInput {
 /** Where the per-kernel directory (connection file, ipc sockets) appears inside the sandbox. */
 export const KERNEL_DIR_IN_CONTAINER = '/run/kernel';
 
+/** Size of /dev/shm in every sandbox: enough for POSIX semaphores, not a place to store data. */
+export const SHM_SIZE_BYTES = 4 * 1024 * 1024;
+
+/** The paths Docker makes read-only by default; a ReadonlyPaths list replaces them, so it repeats them. */
+export const DOCKER_DEFAULT_READONLY_PATHS: readonly string[] = Object.freeze([
+  '/proc/bus',
+  '/proc/fs',
+  '/proc/irq',
+  '/proc/sys',
+  '/proc/sysrq-trigger',
+]);
+
 /** The unprivileged user the kernel runs as (`sandbox` in the image). */
 export const SANDBOX_USER = '1000:1000';
 
@@ -154,9 +166,10 @@ export function validateLimits(limits: SandboxLimits): string[] {
       `memoryBytes must be at least ${DOCKER_MIN_MEMORY} (Docker's minimum; got ${limits.memoryBytes})`,
     );
   }
-  if (limits.tmpSizeBytes + limits.workspaceSizeBytes >= limits.memoryBytes) {
+  const tmpfsTotal = limits.tmpSizeBytes + limits.workspaceSizeBytes + SHM_SIZE_BYTES;
+  if (tmpfsTotal >= limits.memoryBytes) {
     problems.push(
-      `tmpSizeBytes + workspaceSizeBytes (${limits.tmpSizeBytes + limits.workspaceSizeBytes}) must be below memoryBytes (${limits.memoryBytes}): tmpfs pages count against the memory limit`,
+      `tmpSizeBytes + workspaceSizeBytes + /dev/shm (${tmpfsTotal}) must be below memoryBytes (${limits.memoryBytes}): tmpfs pages count against the memory limit`,
     );
   }
   return problems;
@@ -232,6 +245,12 @@ export function buildContainerSpec(input: SandboxSpecInput): ContainerCreateOpti
     Binds: [`${input.kernelDir}:${KERNEL_DIR_IN_CONTAINER}:rw`],
     Init: true,
     IpcMode: 'private',
+    // /dev/shm stays (POSIX semaphores: Python's multiprocessing needs it) but small; Docker
+    // mounts it nosuid,nodev,noexec. Its pages count against the memory limit (validateLimits).
+    ShmSize: SHM_SIZE_BYTES,
+    // Docker's default read-only paths, plus /dev/mqueue: creating a POSIX message queue there
+    // would be one more writable place and a way around the seccomp profile's denial of mq_open.
+    ReadonlyPaths: [...DOCKER_DEFAULT_READONLY_PATHS, '/dev/mqueue'],
     PidMode: '',
     CgroupnsMode: 'private',
     Privileged: false,

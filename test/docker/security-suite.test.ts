@@ -401,8 +401,14 @@ _aido_emit(_probe())
     expect(r.mounts['/workspace']).to.include.members(['rw', 'nosuid', 'nodev']);
   });
 
-  it('writable: nothing besides /tmp, /workspace and /run/kernel (DESIGN: "nothing else")', async () => {
-    const r = await a.json<{ writable: string[]; walked: number }>(
+  it('writable: nothing besides /tmp, /workspace, /run/kernel and a 4 MiB /dev/shm; /dev/mqueue is read-only', async () => {
+    const r = await a.json<{
+      writable: string[];
+      walked: number;
+      shm: string[];
+      shmSize: number;
+      mqueue: string[];
+    }>(
       'every writable directory and file',
       `
 import os, stat
@@ -412,19 +418,25 @@ def _probe():
         walked += 1
         if (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)) and os.access(path, os.W_OK):
             writable.append(path)
-    return {'writable': writable, 'walked': walked}
+    mounts = {l.split()[1]: l.split()[3].split(',') for l in open('/proc/mounts')}
+    s = os.statvfs('/dev/shm')
+    return {'writable': writable, 'walked': walked, 'shm': mounts.get('/dev/shm', []),
+            'shmSize': s.f_blocks * s.f_frsize, 'mqueue': mounts.get('/dev/mqueue', [])}
 _aido_emit(_probe())
 `,
     );
     expect(r.walked).to.be.above(5000);
     expect(r.writable.filter((p) => p === '/tmp' || p === '/workspace')).to.have.length(2);
-    // Docker gives a container with a private IPC namespace a writable /dev/shm (a 64 MiB tmpfs,
-    // not in the memory budget of validateLimits) and /dev/mqueue (open(O_CREAT) there creates a
-    // POSIX message queue, which the seccomp profile means to deny): DESIGN.md allows neither.
+    // /dev/shm is kept for POSIX semaphores (Python's multiprocessing), but capped at 4 MiB and
+    // counted in validateLimits' memory budget; /dev/mqueue is read-only (creating a message queue
+    // there would bypass the seccomp denial of mq_open).
     expect(
-      r.writable.filter((p) => !under(p, WRITABLE_ROOTS)),
-      'writable outside /tmp, /workspace, /run/kernel',
+      r.writable.filter((p) => !under(p, [...WRITABLE_ROOTS, '/dev/shm'])),
+      'writable outside /tmp, /workspace, /run/kernel, /dev/shm',
     ).to.deep.equal([]);
+    expect(r.shmSize).to.equal(4 * 1024 * 1024);
+    expect(r.shm).to.include.members(['nosuid', 'nodev', 'noexec']);
+    expect(r.mqueue).to.include('ro');
   });
 
   it('/workspace: stops at 100 MB with ENOSPC and the kernel survives', async () => {
