@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
+import { validateLimits } from '../security/policy.js';
 
 type Parser<T> = (raw: string) => T;
 
@@ -130,7 +131,7 @@ const TABLE = {
   poolSize: {
     env: 'AIDO_POOL_SIZE',
     flag: '--pool-size',
-    default: 0,
+    default: 2,
     parse: int(0, 1000),
     help: 'warm sandboxes kept ready',
   },
@@ -339,6 +340,18 @@ export function loadConfig(
     problems.push(
       `AIDO_STATE_DIR / --state-dir: too long for unix socket paths (keep it under ${107 - IPC_SUFFIX.length} bytes)`,
     );
+  }
+  if (problems.length === 0) {
+    // Combinations too: e.g. /tmp plus /workspace must fit in the memory limit (tmpfs pages count).
+    const limits = {
+      memoryBytes: cfg.memoryBytes,
+      cpus: cfg.cpus,
+      pids: cfg.pids,
+      nofile: cfg.nofile,
+      tmpSizeBytes: cfg.tmpSizeBytes,
+      workspaceSizeBytes: cfg.workspaceSizeBytes,
+    };
+    for (const p of validateLimits(limits)) problems.push(`sandbox limits: ${p}`);
   }
   if (problems.length > 0) throw new ConfigError(problems);
   if (cfg.authToken === '') cfg.authToken = randomBytes(24).toString('hex');

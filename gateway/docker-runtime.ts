@@ -28,6 +28,8 @@ export const LABEL_KERNEL_ID = 'org.aido.kernel-gateway.kernel-id';
 export const LABEL_KERNEL_DIR = 'org.aido.kernel-gateway.kernel-dir';
 
 const SANDBOX_UID = 1000;
+/** The kernel-id label of warm-pool sandboxes: the kernel they serve is decided when one is taken. */
+export const POOL_KERNEL_ID = 'pool';
 const PORTS: Record<ZmqChannel, number> = { shell: 1, iopub: 2, stdin: 3, control: 4, hb: 5 };
 
 export interface DockerRuntimeOptions {
@@ -79,6 +81,13 @@ class DockerSandbox implements Sandbox {
     }
   }
 
+  async putFile(name: string, content: string): Promise<void> {
+    if (!/^[\w.-]+$/.test(name)) throw new Error(`bad file name ${name}`);
+    const file = path.join(this.dir, name);
+    await writeFile(file, content, { mode: 0o400 });
+    await chown(file, SANDBOX_UID, SANDBOX_UID);
+  }
+
   destroy(): Promise<void> {
     this.#destroyed ??= (async () => {
       try {
@@ -95,12 +104,14 @@ class DockerSandbox implements Sandbox {
 /** {@link KernelRuntime} over the local Docker Engine. */
 export class DockerRuntime implements KernelRuntime {
   readonly kernelsDir: string;
+  /** Pooled sandboxes and the kernels they were handed to (their labels say "pool"). */
+  readonly #bound = new Map<string, string>();
 
   constructor(private readonly opts: DockerRuntimeOptions) {
     this.kernelsDir = path.join(opts.stateDir, 'k');
   }
 
-  async createSandbox(kernelId: string, env: Record<string, string>): Promise<Sandbox> {
+  async createSandbox(kernelId: string | null, env: Record<string, string>): Promise<Sandbox> {
     const short = randomBytes(6).toString('hex');
     const dir = path.join(this.kernelsDir, short);
     await mkdir(this.kernelsDir, { recursive: true, mode: 0o711 });
@@ -129,15 +140,15 @@ export class DockerRuntime implements KernelRuntime {
     const spec = buildContainerSpec({
       policy: this.opts.policy,
       image: this.opts.image,
-      kernelId,
+      kernelId: kernelId ?? POOL_KERNEL_ID,
       kernelDir: dir,
-      name: `aido-k-${kernelId.slice(0, 8)}-${short}`,
+      name: `aido-k-${kernelId?.slice(0, 8) ?? 'pool'}-${short}`,
       env,
       hostHasAppArmor: this.opts.hostHasAppArmor,
       labels: {
         [LABEL_APP]: '1',
         [LABEL_STATE_DIR]: this.opts.stateDir,
-        [LABEL_KERNEL_ID]: kernelId,
+        [LABEL_KERNEL_ID]: kernelId ?? POOL_KERNEL_ID,
         [LABEL_KERNEL_DIR]: dir,
       },
     });
@@ -191,6 +202,10 @@ export class DockerRuntime implements KernelRuntime {
       all: true,
       filters: { label: [`${LABEL_APP}=1`, `${LABEL_STATE_DIR}=${this.opts.stateDir}`] },
     });
+  }
+
+  bind(containerId: string, kernelId: string): void {
+    this.#bound.set(containerId, kernelId);
   }
 
   async reapOrphans(keep: ReadonlySet<string>, opts: { minAgeMs?: number } = {}): Promise<number> {
@@ -247,7 +262,7 @@ export class DockerRuntime implements KernelRuntime {
       const h = info.HostConfig;
       out.push({
         containerId: c.Id,
-        kernelId: c.Labels[LABEL_KERNEL_ID] ?? null,
+        kernelId: this.#bound.get(c.Id) ?? c.Labels[LABEL_KERNEL_ID] ?? null,
         created: info.Created,
         state: info.State.Status,
         limits: {

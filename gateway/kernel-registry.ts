@@ -1,12 +1,14 @@
 /** Every kernel the gateway runs, keyed by id; enforces the kernel limit atomically (pending starts count). */
 import { randomUUID } from 'node:crypto';
+import { freemem } from 'node:os';
 import type { GatewayConfig } from './config.js';
 import { GatewayError } from './errors.js';
 import { kernelEnvFrom } from './kernel-env.js';
 import { KernelSession } from './kernel-session.js';
 import type { KernelSpecs } from './kernelspecs.js';
 import type { Logger } from './logger.js';
-import type { KernelRuntime } from './runtime.js';
+import type { KernelRuntime, Sandbox } from './runtime.js';
+import { WarmPool } from './warm-pool.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -20,12 +22,39 @@ export class KernelRegistry {
   #kernels = new Map<string, KernelSession>();
   #starting = new Map<string, KernelSession>();
 
+  /** Sandboxes started ahead of demand (AIDO_POOL_SIZE; 0: none). */
+  readonly pool: WarmPool;
+
   constructor(
     private readonly config: GatewayConfig,
     private readonly runtime: KernelRuntime,
     private readonly specs: KernelSpecs,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.pool = new WarmPool({
+      runtime,
+      size: config.poolSize,
+      startTimeoutMs: config.kernelStartTimeoutS * 1000,
+      logger: logger.child({ component: 'warm-pool' }),
+      // Pooled sandboxes count against AIDO_MAX_KERNELS, and each needs its memory limit free on
+      // the host twice over (headroom for the kernels themselves).
+      room: () => config.maxKernels - this.count,
+      memoryAllows: () => freemem() > 2 * config.memoryBytes,
+    });
+  }
+
+  /** A sandbox for a kernel: a ready one from the pool, else a cold start. */
+  #acquire = async (
+    kernelId: string,
+    env: Record<string, string>,
+  ): Promise<{ sandbox: Sandbox; pooled: boolean }> => {
+    const pooled = this.pool.take();
+    if (pooled) {
+      this.runtime.bind(pooled.id, kernelId);
+      return { sandbox: pooled, pooled: true };
+    }
+    return { sandbox: await this.runtime.createSandbox(kernelId, env), pooled: false };
+  };
 
   list(): KernelSession[] {
     return [...this.#kernels.values()];
@@ -77,7 +106,7 @@ export class KernelRegistry {
       id,
       name,
       env: { ...env, KERNEL_ID: id },
-      runtime: this.runtime,
+      acquire: this.#acquire,
       logger: this.logger,
       execTimeoutMs: this.config.execTimeoutS * 1000,
       killGraceMs: this.config.killGraceS * 1000,
@@ -95,6 +124,7 @@ export class KernelRegistry {
       await kernel.start();
     } finally {
       this.#starting.delete(id);
+      this.pool.rebalance();
     }
     this.#kernels.set(id, kernel);
     return kernel;
@@ -105,6 +135,7 @@ export class KernelRegistry {
     const k = this.get(id);
     this.#kernels.delete(id);
     await k.shutdown();
+    this.pool.rebalance();
   }
 
   /** Kills a kernel's sandbox at once (no shutdown_request), telling its clients why, and forgets it. */
@@ -112,10 +143,12 @@ export class KernelRegistry {
     const k = this.get(id);
     this.#kernels.delete(id);
     await k.shutdown({ reason });
+    this.pool.rebalance();
   }
 
   /** Shuts every kernel down (gateway shutdown). */
   async shutdownAll(): Promise<number> {
+    await this.pool.drain({ refill: false });
     const all = [...this.list(), ...this.#starting.values()];
     this.#kernels.clear();
     await Promise.allSettled(all.map((k) => k.shutdown()));
@@ -127,6 +160,14 @@ export class KernelRegistry {
     const ids = new Set<string>();
     for (const k of [...this.#kernels.values(), ...this.#starting.values()])
       if (k.containerId) ids.add(k.containerId);
+    for (const id of this.pool.containerIds()) ids.add(id);
     return ids;
+  }
+
+  /** The kernel a container serves, if any. */
+  kernelOfContainer(containerId: string): string | undefined {
+    for (const k of [...this.#kernels.values(), ...this.#starting.values()])
+      if (k.containerId === containerId) return k.id;
+    return undefined;
   }
 }

@@ -25,7 +25,7 @@ import {
 import { ExecutionDeadline, InterruptLadder, realTimers, type Timers } from './deadline.js';
 import { GatewayError } from './errors.js';
 import type { Logger } from './logger.js';
-import type { ConnectionInfo, KernelRuntime, Sandbox, SandboxExit } from './runtime.js';
+import type { ConnectionInfo, Sandbox, SandboxExit } from './runtime.js';
 import { ZmqLink } from './zmq-link.js';
 
 /** Jupyter's execution states (the only values clients accept). */
@@ -45,7 +45,11 @@ export interface KernelSessionOptions {
   id: string;
   name: string;
   env: Record<string, string>;
-  runtime: KernelRuntime;
+  /** A fresh sandbox for this kernel: from the warm pool (`pooled`) or started cold. */
+  acquire: (
+    kernelId: string,
+    env: Record<string, string>,
+  ) => Promise<{ sandbox: Sandbox; pooled: boolean }>;
   logger: Logger;
   execTimeoutMs: number;
   killGraceMs: number;
@@ -64,6 +68,16 @@ const UNTRACKED = new Set([
   'debug_request',
   'usage_request',
 ]);
+
+/** Fixed code that loads the kernel's environment from its private directory (see #injectEnv). */
+const INJECT_ENV_CODE = [
+  'def _aido_env():',
+  '    import json, os',
+  "    with open('/run/kernel/env.json', encoding='utf-8') as f:",
+  '        os.environ.update(json.load(f))',
+  '_aido_env()',
+  'del _aido_env',
+].join('\n');
 
 interface PendingRequest {
   header: Header;
@@ -108,6 +122,8 @@ export class KernelSession implements ChannelHost {
   #activeExecution: string | undefined;
   #timedOut = new Set<string>();
   #killReason: string | undefined;
+  /** Who started the interrupt ladder now climbing: the execution deadline or a client. */
+  #ladderCause: 'deadline' | 'interrupt' = 'interrupt';
   #restarting: Promise<void> | undefined;
   #closed: Promise<void> | undefined;
   readonly #deadline: ExecutionDeadline;
@@ -123,7 +139,12 @@ export class KernelSession implements ChannelHost {
     this.#ladder = new InterruptLadder(
       {
         interrupt: () => this.#sendInterrupt(),
-        kill: () => this.#kill('killed: the execution did not stop after an interrupt'),
+        kill: () =>
+          this.#kill(
+            this.#ladderCause === 'deadline'
+              ? `killed by the watchdog: the execution exceeded the ${opts.execTimeoutMs / 1000} s limit and did not stop after an interrupt`
+              : 'killed: the execution did not stop after an interrupt request',
+          ),
       },
       opts.killGraceMs,
       timers,
@@ -175,7 +196,7 @@ export class KernelSession implements ChannelHost {
 
   async #boot(): Promise<void> {
     const gen = ++this.#generation;
-    const sandbox = await this.opts.runtime.createSandbox(this.id, this.opts.env);
+    const { sandbox, pooled } = await this.opts.acquire(this.id, this.opts.env);
     if (this.#closed) {
       await sandbox.destroy();
       throw new GatewayError('KERNEL_NOT_FOUND', `kernel ${this.id} was shut down while starting`);
@@ -217,6 +238,7 @@ export class KernelSession implements ChannelHost {
     });
     try {
       await this.#waitReady(sandbox, gen);
+      if (pooled) await this.#injectEnv(sandbox);
     } catch (err) {
       this.#closeLinks();
       await sandbox.destroy().catch(() => undefined);
@@ -256,6 +278,33 @@ export class KernelSession implements ChannelHost {
       }
       const reply = await this.#gatewayRequest('shell', 'kernel_info_request', {}, 250);
       if (reply) replied = true;
+    }
+  }
+
+  /**
+   * A pooled sandbox was started before its kernel existed: its environment (KERNEL_ID and the
+   * client's allow-listed variables) arrives as a data file, read by fixed code, never spliced in.
+   */
+  async #injectEnv(sandbox: Sandbox): Promise<void> {
+    await sandbox.putFile('env.json', JSON.stringify(this.opts.env));
+    const reply = await this.#gatewayRequest(
+      'shell',
+      'execute_request',
+      {
+        code: INJECT_ENV_CODE,
+        silent: true,
+        store_history: false,
+        user_expressions: {},
+        allow_stdin: false,
+        stop_on_error: false,
+      },
+      10_000,
+    );
+    if (!reply || parseJson(reply.content).status !== 'ok') {
+      throw new GatewayError(
+        'KERNEL_START_FAILED',
+        'could not hand the environment to a pooled sandbox',
+      );
     }
   }
 
@@ -355,6 +404,7 @@ export class KernelSession implements ChannelHost {
     if (this.executionState === 'dead')
       throw new GatewayError('KERNEL_DEAD', `kernel ${this.id} is dead`);
     if (this.#activeExecution !== undefined || this.executionState === 'busy') {
+      if (!this.#ladder.running) this.#ladderCause = 'interrupt';
       void this.#ladder.run();
       return;
     }
@@ -471,12 +521,33 @@ export class KernelSession implements ChannelHost {
     return raw;
   }
 
+  #timeoutText(): string {
+    return `Execution exceeded the ${this.opts.execTimeoutMs / 1000} s limit and was interrupted.`;
+  }
+
+  /** Rewrites the kernel's KeyboardInterrupt error output for an execution the deadline ended. */
+  #asTimeoutError(raw: RawMessage): RawMessage {
+    const content = parseJson(raw.content);
+    const evalue = this.#timeoutText();
+    return {
+      ...raw,
+      content: Buffer.from(
+        JSON.stringify({
+          ...content,
+          ename: 'ExecutionTimeout',
+          evalue,
+          traceback: [`ExecutionTimeout: ${evalue}`],
+        }),
+      ),
+    };
+  }
+
   /** Rewrites an interrupted execute_reply so the client sees that the deadline ended it. */
   #asTimeoutReply(raw: RawMessage): RawMessage {
     const content = parseJson(raw.content);
     content.status = 'error';
     content.ename = 'ExecutionTimeout';
-    content.evalue = `Execution exceeded the ${this.opts.execTimeoutMs / 1000} s limit and was interrupted.`;
+    content.evalue = this.#timeoutText();
     return { ...raw, content: Buffer.from(JSON.stringify(content)) };
   }
 
@@ -523,6 +594,9 @@ export class KernelSession implements ChannelHost {
       this.#executionStarted(parentId);
     }
     if (tracked && type !== 'status') this.lastActivity = new Date();
+    // The kernel reports the deadline's interrupt as KeyboardInterrupt: say what happened.
+    if (type === 'error' && parentId && this.#timedOut.has(parentId))
+      raw = this.#asTimeoutError(raw);
     // The gateway's own probes stay between the gateway and the kernel.
     if (parentSession === this.#gwSession) return;
     for (const c of this.#clients.values()) {
@@ -549,6 +623,7 @@ export class KernelSession implements ChannelHost {
       'execution deadline reached: interrupting',
     );
     this.#timedOut.add(msgId);
+    if (!this.#ladder.running) this.#ladderCause = 'deadline';
     const outcome = await this.#ladder.run();
     this.#log.warn({ msg_id: msgId, outcome }, 'execution deadline handled');
   }
@@ -567,12 +642,16 @@ export class KernelSession implements ChannelHost {
     this.#activeExecution = undefined;
     this.reason = reason;
     this.#broadcast(this.notice(`Kernel died: ${reason}`));
-    if (active && this.#timedOut.has(active)) {
+    // The execution the ladder was stopping gets ExecutionKilled; everything else KernelDied.
+    if (active && (this.#timedOut.has(active) || killedByWatchdog)) {
       this.#timedOut.delete(active);
       const p = this.#pending.get(active);
       if (p) {
         this.#pending.delete(active);
-        const evalue = `Execution exceeded the ${this.opts.execTimeoutMs / 1000} s limit, did not stop on interrupt, and the sandbox was killed.`;
+        const evalue =
+          this.#ladderCause === 'deadline'
+            ? `Execution exceeded the ${this.opts.execTimeoutMs / 1000} s limit, did not stop on interrupt, and the sandbox was killed.`
+            : 'Execution did not stop after an interrupt request, and the sandbox was killed.';
         this.#replyError(p.client, p.header, p.channel, 'ExecutionKilled', evalue);
       }
     }

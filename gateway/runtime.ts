@@ -31,6 +31,8 @@ export interface Sandbox {
   readonly exited: Promise<SandboxExit>;
   /** Sends a signal to the container's init (SIGINT reaches the kernel's process group). */
   signal(signal: 'SIGINT' | 'SIGKILL'): Promise<void>;
+  /** Writes a read-only file for the kernel into its private directory (/run/kernel/<name>). */
+  putFile(name: string, content: string): Promise<void>;
   /** Kills and removes the container and its directory. Idempotent. */
   destroy(): Promise<void>;
 }
@@ -48,13 +50,18 @@ export interface SandboxInfo {
 
 /** Creates and tracks sandboxes. */
 export interface KernelRuntime {
-  /** Creates and starts a sandbox for `kernelId` with the given (already allow-listed) env. */
-  createSandbox(kernelId: string, env: Record<string, string>): Promise<Sandbox>;
+  /**
+   * Creates and starts a sandbox for `kernelId` (null: a warm-pool sandbox not yet bound to a
+   * kernel) with the given (already allow-listed) env.
+   */
+  createSandbox(kernelId: string | null, env: Record<string, string>): Promise<Sandbox>;
   /**
    * Removes labelled containers and directories of this state dir that are not in `keep`.
    * With `minAgeMs`, only those older than that (so a sandbox being created is not taken).
    */
   reapOrphans(keep: ReadonlySet<string>, opts?: { minAgeMs?: number }): Promise<number>;
+  /** Records that a (pooled) sandbox now serves `kernelId`, for listings. */
+  bind(containerId: string, kernelId: string): void;
   /** Removes one labelled container (and its directory) by id. */
   removeContainer(containerId: string): Promise<void>;
   /** Every labelled container of this state dir. */

@@ -3,6 +3,7 @@
  * targeted removal, and a health report read back from live sandboxes.
  */
 import type Docker from 'dockerode';
+import { appArmorStatus, type AppArmorHostFacts } from '../security/apparmor.js';
 import { describeDisabledControls, type SandboxPolicy } from '../security/policy.js';
 import type { GatewayConfig } from './config.js';
 import { GatewayError } from './errors.js';
@@ -18,7 +19,7 @@ export interface SecurityServiceDeps {
   runtime: KernelRuntime;
   docker: Docker;
   policy: SandboxPolicy;
-  hostHasAppArmor: boolean;
+  appArmor: AppArmorHostFacts;
   logger: Logger;
 }
 
@@ -29,23 +30,32 @@ export class SecurityService {
   async panic(): Promise<{ killed: number }> {
     const all = this.d.kernels.list();
     this.d.logger.warn({ kernels: all.length }, 'PANIC: killing every sandbox');
+    const pooled = await this.d.kernels.pool.drain({ refill: true });
     await Promise.allSettled(all.map((k) => this.d.kernels.terminate(k.id, 'killed by panic')));
-    const orphans = await this.d.runtime.reapOrphans(new Set());
-    return { killed: all.length + orphans };
+    // Anything else labelled for this gateway, except sandboxes the pool started since.
+    const orphans = await this.d.runtime.reapOrphans(this.d.kernels.pool.containerIds());
+    return { killed: all.length + pooled + orphans };
   }
 
   async containers(): Promise<unknown[]> {
     const list = await this.d.runtime.list();
-    return list.map((c) => ({
-      kernel_id: c.kernelId,
-      container_id: c.containerId,
-      session_ids: c.kernelId ? this.d.sessions.idsForKernel(c.kernelId) : [],
-      created: c.created,
-      state: c.state,
-      limits: c.limits,
-      security_opt: c.securityOpt,
-      runtime: c.runtime,
-    }));
+    const pooled = this.d.kernels.pool.containerIds();
+    return list.map((c) => {
+      const kernelId =
+        this.d.kernels.kernelOfContainer(c.containerId) ??
+        (pooled.has(c.containerId) ? null : c.kernelId);
+      return {
+        kernel_id: kernelId,
+        pooled: pooled.has(c.containerId),
+        container_id: c.containerId,
+        session_ids: kernelId ? this.d.sessions.idsForKernel(kernelId) : [],
+        created: c.created,
+        state: c.state,
+        limits: c.limits,
+        security_opt: c.securityOpt,
+        runtime: c.runtime,
+      };
+    });
   }
 
   /** Removes a sandbox by container id (or a 12+ character prefix) or by kernel id. */
@@ -106,10 +116,8 @@ export class SecurityService {
       running.length === 0 ? null : running.every((c) => pred(c.securityOpt));
     const disabled = describeDisabledControls(policy);
     if (config.execTimeoutS === 0) disabled.push('execution deadline (AIDO_EXEC_TIMEOUT=0)');
-    if (!this.d.hostHasAppArmor)
-      disabled.push(
-        'AppArmor: the host kernel has no AppArmor; the profile ships but is not applied',
-      );
+    const appArmor = appArmorStatus(policy.appArmorProfile, this.d.appArmor);
+    if (appArmor.state !== 'enforced') disabled.push(`AppArmor: ${appArmor.detail}`);
     const byState: Record<string, number> = {};
     for (const k of this.d.kernels.list())
       byState[k.executionState] = (byState[k.executionState] ?? 0) + 1;
@@ -130,11 +138,14 @@ export class SecurityService {
           ),
         },
         apparmor: {
-          host_supported: this.d.hostHasAppArmor,
+          host_supported: this.d.appArmor.enabled,
           profile: policy.appArmorProfile,
-          in_force_on_live_sandboxes: this.d.hostHasAppArmor
-            ? every((o) => o.some((s) => s.startsWith('apparmor=')))
-            : false,
+          state: appArmor.state,
+          detail: appArmor.detail,
+          in_force_on_live_sandboxes:
+            appArmor.state === 'enforced'
+              ? every((o) => o.some((s) => s.startsWith('apparmor=')))
+              : false,
         },
         read_only_rootfs: policy.readOnlyRootfs,
         network: 'none',
@@ -149,7 +160,11 @@ export class SecurityService {
         max: config.maxKernels,
         sandboxes_running: running.length,
       },
-      pool: { size: config.poolSize, ready: 0 },
+      pool: {
+        size: config.poolSize,
+        ready: this.d.kernels.pool.ready,
+        starting: this.d.kernels.pool.filling,
+      },
       limits: policy.limits,
     };
   }

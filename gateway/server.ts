@@ -5,7 +5,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Docker from 'dockerode';
-import { hostHasAppArmor } from '../security/apparmor.js';
+import { readAppArmorHostFacts } from '../security/apparmor.js';
 import { DEFAULT_LIMITS, type SandboxPolicy } from '../security/policy.js';
 import type { GatewayConfig } from './config.js';
 import { DockerRuntime } from './docker-runtime.js';
@@ -61,13 +61,16 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
   const logger = deps.logger ?? createLogger(config.logLevel);
   const docker = deps.docker ?? new Docker({ socketPath: config.dockerSocket });
   const policy = policyFrom(config);
-  const appArmor = hostHasAppArmor();
+  const appArmor = readAppArmorHostFacts();
+  // Only a loaded profile may be named in SecurityOpt: Docker refuses to start a container with an
+  // unknown one.
+  const appArmorUsable = appArmor.enabled && appArmor.profileLoaded;
   const runtime = new DockerRuntime({
     docker,
     stateDir: config.stateDir,
     image: config.kernelImage,
     policy,
-    hostHasAppArmor: appArmor,
+    hostHasAppArmor: appArmorUsable,
   });
   const specs = new KernelSpecs();
   const kernels = new KernelRegistry(config, runtime, specs, logger);
@@ -79,7 +82,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
     runtime,
     docker,
     policy,
-    hostHasAppArmor: appArmor,
+    appArmor,
     logger,
   });
   let draining = false;
@@ -122,6 +125,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
           });
       }, 60_000);
       reaper.unref();
+      kernels.pool.start();
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(config.port, config.ip, () => {

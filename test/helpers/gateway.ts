@@ -40,6 +40,8 @@ export async function startTestGateway(
     authToken: token,
     stateDir,
     kernelImage: kernelImage(),
+    // Tests that count containers get exactly the kernels they start; the pool has its own tests.
+    poolSize: 0,
     logLevel: process.env.AIDO_TEST_LOG_LEVEL ?? 'silent',
     ...overrides,
   });
