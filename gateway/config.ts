@@ -191,6 +191,13 @@ const TABLE = {
     parse: bytes(1024 ** 2),
     help: 'size of /workspace (tmpfs-backed)',
   },
+  startCpus: {
+    env: 'AIDO_START_CPUS',
+    flag: '--start-cpus',
+    default: 1,
+    parse: num(0, 256),
+    help: 'CPU cores a sandbox may use while its kernel starts, lowered to AIDO_CPU_LIMIT before any user code runs (0: off)',
+  },
   seccomp: {
     env: 'AIDO_SECCOMP',
     flag: '--seccomp',
@@ -260,6 +267,20 @@ const TABLE = {
     default: 120,
     parse: num(0, 86400),
     help: 'seconds a disconnected client session (its ZMQ identity and buffer) is kept',
+  },
+  iopubMsgRateLimit: {
+    env: 'AIDO_IOPUB_MSG_RATE_LIMIT',
+    flag: '--iopub-msg-rate-limit',
+    default: 0,
+    parse: num(0, 1e9),
+    help: 'output messages per second per kernel over a 3 s window before output is dropped (0: off)',
+  },
+  iopubDataRateLimit: {
+    env: 'AIDO_IOPUB_DATA_RATE_LIMIT',
+    flag: '--iopub-data-rate-limit',
+    default: 0,
+    parse: bytes(0),
+    help: 'output bytes per second per kernel over a 3 s window before output is dropped (0: off)',
   },
   logLevel: {
     env: 'AIDO_LOG_LEVEL',

@@ -38,6 +38,8 @@ export interface DockerRuntimeOptions {
   image: string;
   policy: SandboxPolicy;
   hostHasAppArmor: boolean;
+  /** CPU cores a sandbox may use until its kernel is ready (0: the policy's quota from the start). */
+  startCpus: number;
 }
 
 function isNotFound(err: unknown): boolean {
@@ -49,12 +51,16 @@ function isNotFound(err: unknown): boolean {
 class DockerSandbox implements Sandbox {
   readonly exited: Promise<SandboxExit>;
   #destroyed: Promise<void> | undefined;
+  #enforced: Promise<void> | undefined;
 
   constructor(
     private readonly container: Docker.Container,
     readonly connection: ConnectionInfo,
     private readonly dir: string,
+    private readonly policyNanoCpus: number,
+    boosted: boolean,
   ) {
+    if (!boosted) this.#enforced = Promise.resolve();
     this.exited = this.container
       .wait()
       .then(async (r: { StatusCode?: number }) => {
@@ -79,6 +85,13 @@ class DockerSandbox implements Sandbox {
       const code = (err as { statusCode?: number }).statusCode;
       if (code !== 409 && code !== 404) throw err;
     }
+  }
+
+  enforceLimits(): Promise<void> {
+    this.#enforced ??= this.container
+      .update({ NanoCpus: this.policyNanoCpus })
+      .then(() => undefined);
+    return this.#enforced;
   }
 
   async putFile(name: string, content: string): Promise<void> {
@@ -152,6 +165,12 @@ export class DockerRuntime implements KernelRuntime {
         [LABEL_KERNEL_DIR]: dir,
       },
     });
+    // Python's start-up is CPU-bound: a sandbox may start with a larger quota, lowered to the
+    // policy's by enforceLimits() before any user code runs.
+    const policyNanoCpus = spec.HostConfig?.NanoCpus ?? 0;
+    const boostNanoCpus = Math.round(this.opts.startCpus * 1e9);
+    const boosted = boostNanoCpus > policyNanoCpus && spec.HostConfig !== undefined;
+    if (boosted && spec.HostConfig) spec.HostConfig.NanoCpus = boostNanoCpus;
     let container: Docker.Container;
     try {
       container = await this.opts.docker.createContainer(spec);
@@ -167,7 +186,13 @@ export class DockerRuntime implements KernelRuntime {
       throw this.translate(err, 'starting the sandbox');
     }
     // Only now: Docker's wait ("not-running") returns at once for a container not yet started.
-    return new DockerSandbox(container, { key, signatureScheme: 'hmac-sha256', endpoints }, dir);
+    return new DockerSandbox(
+      container,
+      { key, signatureScheme: 'hmac-sha256', endpoints },
+      dir,
+      policyNanoCpus,
+      boosted,
+    );
   }
 
   private translate(err: unknown, what: string): GatewayError {

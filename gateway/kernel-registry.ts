@@ -112,6 +112,10 @@ export class KernelRegistry {
       killGraceMs: this.config.killGraceS * 1000,
       restartAfterKill: this.config.restartAfterKill,
       startTimeoutMs: this.config.kernelStartTimeoutS * 1000,
+      iopubRate: {
+        msgsPerSecond: this.config.iopubMsgRateLimit,
+        bytesPerSecond: this.config.iopubDataRateLimit,
+      },
       clients: {
         replayMaxMessages: this.config.replayMaxMessages,
         replayMaxBytes: this.config.replayMaxBytes,

@@ -22,6 +22,7 @@ import {
   type ClientChannelsOptions,
   type WireProtocol,
 } from './client-channels.js';
+import { IopubRateLimit } from './iopub-rate-limit.js';
 import { ExecutionDeadline, InterruptLadder, realTimers, type Timers } from './deadline.js';
 import { GatewayError } from './errors.js';
 import type { Logger } from './logger.js';
@@ -56,6 +57,7 @@ export interface KernelSessionOptions {
   restartAfterKill: boolean;
   startTimeoutMs: number;
   clients: ClientChannelsOptions;
+  iopubRate: { msgsPerSecond: number; bytesPerSecond: number };
   timers?: Timers;
 }
 
@@ -129,11 +131,13 @@ export class KernelSession implements ChannelHost {
   readonly #deadline: ExecutionDeadline;
   readonly #ladder: InterruptLadder;
   readonly #log: Logger;
+  readonly #rate: IopubRateLimit;
 
   constructor(private readonly opts: KernelSessionOptions) {
     this.id = opts.id;
     this.name = opts.name;
     this.#log = opts.logger.child({ kernel: opts.id });
+    this.#rate = new IopubRateLimit({ ...opts.iopubRate, windowMs: 3000 });
     const timers = opts.timers ?? realTimers;
     this.#deadline = new ExecutionDeadline(opts.execTimeoutMs, timers);
     this.#ladder = new InterruptLadder(
@@ -238,6 +242,7 @@ export class KernelSession implements ChannelHost {
     });
     try {
       await this.#waitReady(sandbox, gen);
+      await sandbox.enforceLimits();
       if (pooled) await this.#injectEnv(sandbox);
     } catch (err) {
       this.#closeLinks();
@@ -571,8 +576,8 @@ export class KernelSession implements ChannelHost {
     const parentSession = typeof parent.session === 'string' ? parent.session : undefined;
 
     const tracked = parentType === undefined || !UNTRACKED.has(parentType);
+    const state = type === 'status' ? parseJson(raw.content).execution_state : undefined;
     if (type === 'status') {
-      const state = parseJson(raw.content).execution_state;
       // Control requests (interrupt, shutdown, debug) and probes get busy/idle from the control
       // thread while an execution runs: they must not flip the kernel to idle (as in Jupyter Server).
       if (
@@ -599,6 +604,23 @@ export class KernelSession implements ChannelHost {
       raw = this.#asTimeoutError(raw);
     // The gateway's own probes stay between the gateway and the kernel.
     if (parentSession === this.#gwSession) return;
+    if (state === 'idle' && tracked) this.#rate.reset();
+    const verdict = this.#rate.check(
+      type,
+      raw.content.length + raw.buffers.reduce((n, b) => n + b.length, 0),
+    );
+    if (verdict !== 'pass') {
+      if (verdict === 'drop-and-notify') {
+        this.#broadcast(
+          this.notice(
+            'IOPub output rate exceeded: output is dropped until this execution ends ' +
+              `(limits: ${this.opts.iopubRate.msgsPerSecond || 'no'} messages/s, ${this.opts.iopubRate.bytesPerSecond || 'no'} bytes/s; ` +
+              'AIDO_IOPUB_MSG_RATE_LIMIT, AIDO_IOPUB_DATA_RATE_LIMIT).',
+          ),
+        );
+      }
+      return;
+    }
     for (const c of this.#clients.values()) {
       if (c.attached || parentSession === c.sessionId) c.deliver(raw);
     }

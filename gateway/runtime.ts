@@ -31,6 +31,11 @@ export interface Sandbox {
   readonly exited: Promise<SandboxExit>;
   /** Sends a signal to the container's init (SIGINT reaches the kernel's process group). */
   signal(signal: 'SIGINT' | 'SIGKILL'): Promise<void>;
+  /**
+   * Applies the policy's limits that start-up was allowed to exceed (the CPU quota): must run
+   * before any user code can. Idempotent.
+   */
+  enforceLimits(): Promise<void>;
   /** Writes a read-only file for the kernel into its private directory (/run/kernel/<name>). */
   putFile(name: string, content: string): Promise<void>;
   /** Kills and removes the container and its directory. Idempotent. */

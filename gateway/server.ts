@@ -71,6 +71,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
     image: config.kernelImage,
     policy,
     hostHasAppArmor: appArmorUsable,
+    startCpus: config.startCpus,
   });
   const specs = new KernelSpecs();
   const kernels = new KernelRegistry(config, runtime, specs, logger);

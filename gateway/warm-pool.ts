@@ -94,6 +94,7 @@ export class WarmPool {
     try {
       sandbox = await this.opts.runtime.createSandbox(null, {});
       await waitForKernel(sandbox, this.opts.startTimeoutMs);
+      await sandbox.enforceLimits();
     } catch (err) {
       await sandbox?.destroy().catch(() => undefined);
       this.#failures++;

@@ -52,6 +52,7 @@ describe('hardened kernel container over ipc (zeromq.js, no gateway)', function 
       image: config.kernelImage,
       policy: policyFrom(config),
       hostHasAppArmor: false,
+      startCpus: 0,
     });
     sandbox = await runtime.createSandbox('00000000-0000-4000-8000-000000000001', {});
   });
@@ -143,6 +144,26 @@ describe('hardened kernel container over ipc (zeromq.js, no gateway)', function 
     } finally {
       shell.close();
       iopub.close();
+    }
+  });
+
+  it('starts with the start-up CPU quota when asked, and enforceLimits lowers it to the policy', async () => {
+    const config = loadConfig({}, [], { stateDir, kernelImage: kernelImage() });
+    const runtime = new DockerRuntime({
+      docker,
+      stateDir,
+      image: config.kernelImage,
+      policy: policyFrom(config),
+      hostHasAppArmor: false,
+      startCpus: 1,
+    });
+    const boosted = await runtime.createSandbox('00000000-0000-4000-8000-000000000002', {});
+    try {
+      expect((await docker.getContainer(boosted.id).inspect()).HostConfig.NanoCpus).to.equal(1e9);
+      await boosted.enforceLimits();
+      expect((await docker.getContainer(boosted.id).inspect()).HostConfig.NanoCpus).to.equal(0.5e9);
+    } finally {
+      await boosted.destroy();
     }
   });
 });

@@ -43,8 +43,20 @@ describe('warm pool (real sandboxes)', function () {
         "import os; print(os.environ.get('KERNEL_USERNAME'), os.environ.get('KERNEL_ID'), os.path.exists('/run/kernel/env.json'))",
       );
       expect(stdout(r)).to.equal(`pool-user ${k.id} True\n`);
+      const quota = await c.execute(
+        [
+          'import glob',
+          "d = next(p for p in glob.glob('/sys/fs/cgroup/cpu*') + ['/sys/fs/cgroup'] if glob.glob(p + '/cpu.cfs_quota_us') or glob.glob(p + '/cpu.max'))",
+          "q = open(d + '/cpu.cfs_quota_us').read().split()[0] if glob.glob(d + '/cpu.cfs_quota_us') else open(d + '/cpu.max').read().split()[0]",
+          "p = open(d + '/cpu.cfs_period_us').read().split()[0] if glob.glob(d + '/cpu.cfs_period_us') else open(d + '/cpu.max').read().split()[1]",
+          'print(int(q) / int(p))',
+        ].join('\n'),
+      );
+      expect(stdout(quota), 'user code runs under the policy quota, not the start-up one').to.equal(
+        '0.5\n',
+      );
       const count = (await c.execute('print(1)')).reply.content.execution_count;
-      expect(count, 'the environment hand-over left no trace in the execution count').to.equal(2);
+      expect(count, 'the environment hand-over left no trace in the execution count').to.equal(3);
     } finally {
       c.close();
     }
