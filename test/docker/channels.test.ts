@@ -39,7 +39,9 @@ describe('channels WebSocket (real sandboxes)', function () {
   const url = (id: string): string => `${t.wsBase}/api/kernels/${id}/channels`;
 
   before(async () => {
-    t = await startTestGateway({ maxFrameBytes: 1024 * 1024 });
+    // A generous kill grace: these tests interrupt and expect KeyboardInterrupt, never a kill,
+    // even on a loaded machine (the ladder's kill is tested in watchdog.test.ts).
+    t = await startTestGateway({ maxFrameBytes: 1024 * 1024, killGraceS: 20 });
     [kernelA, kernelB] = (await Promise.all([t.startKernel(), t.startKernel()])).map(
       (k) => k.id,
     ) as [string, string];

@@ -72,16 +72,27 @@ describe('gateway process (npm start)', function () {
         AIDO_STATE_DIR: stateDir,
         AIDO_AUTH_TOKEN: token,
         AIDO_KERNEL_IMAGE: kernelImage(),
+        AIDO_POOL_SIZE: '1',
       });
       const auth = { Authorization: `token ${token}` };
       const res = await fetch(`${base}/api/kernels`, { method: 'POST', headers: auth, body: '{}' });
       expect(res.status).to.equal(201);
+      // One kernel and one pooled sandbox, once the pool has refilled.
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const health = (await (
+          await fetch(`${base}/api/security/health`, { headers: auth })
+        ).json()) as { pool: { ready: number } };
+        if (health.pool.ready === 1) break;
+        if (Date.now() > deadline) throw new Error('timed out waiting for the pool to refill');
+        await new Promise((r) => setTimeout(r, 100));
+      }
       const labelled = (): Promise<Docker.ContainerInfo[]> =>
         docker.listContainers({
           all: true,
           filters: { label: [`org.aido.kernel-gateway.state-dir=${stateDir}`] },
         });
-      expect(await labelled()).to.have.length(1);
+      expect(await labelled()).to.have.length(2);
       const exit = new Promise<number | null>((r) => child.once('exit', r));
       child.kill(signal);
       expect(await exit).to.equal(0);

@@ -61,7 +61,7 @@ describe('@jupyterlab/services client (real sandboxes)', function () {
   let kernel: Kernel.IKernelConnection;
 
   before(async () => {
-    t = await startTestGateway();
+    t = await startTestGateway({ killGraceS: 20 });
     const serverSettings = ServerConnection.makeSettings({
       baseUrl: `${t.base}/`,
       wsUrl: `${t.wsBase}/`,
