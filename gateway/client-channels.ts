@@ -1,19 +1,13 @@
 /**
  * One client session of one kernel: the client's own ZMQ identity (shell, control and stdin DEALERs
- * that share it, so input_request reaches the right client), the WebSocket currently attached to
- * it, and a bounded buffer of what arrived while no WebSocket was attached. The channels outlive a
- * dropped socket for a while, so a reconnect with the same session_id loses nothing.
+ * that share it, so input_request reaches the right client), the sink currently attached to it (a
+ * WebSocket, or the agent API's collector), and a bounded buffer of what arrived while nothing was
+ * attached. The channels outlive a dropped socket for a while, so a reconnect with the same
+ * session_id loses nothing.
  */
-import type { WebSocket } from 'ws';
 import {
-  decodeLegacy,
-  decodeV1,
-  encodeLegacyRaw,
-  encodeV1,
-  encodeZmq,
   decodeZmq,
-  ProtocolError,
-  toRaw,
+  encodeZmq,
   type Channel,
   type RawMessage,
   type Signer,
@@ -21,11 +15,16 @@ import {
 import type { ConnectionInfo } from './runtime.js';
 import { ZmqLink } from './zmq-link.js';
 
-/** The two WebSocket framings. */
-export type WireProtocol = 'v1' | 'legacy';
-
 type RequestChannel = 'shell' | 'control' | 'stdin';
 const REQUEST_CHANNELS: readonly RequestChannel[] = ['shell', 'control', 'stdin'];
+
+/** Where a client session's messages go: a WebSocket, or an in-process collector. */
+export interface ClientSink {
+  /** Delivers one kernel message to the client. */
+  send(raw: RawMessage): void;
+  /** Ends the sink from the gateway's side (code and reason for WebSockets). */
+  close(code: number, reason: string): void;
+}
 
 /** What the kernel session offers its client channels. */
 export interface ChannelHost {
@@ -34,9 +33,7 @@ export interface ChannelHost {
   fromClient(client: ClientChannels, raw: RawMessage): boolean;
   /** A reply from the kernel on the client's own sockets, before delivery. Returns what to deliver. */
   fromKernel(client: ClientChannels, raw: RawMessage): RawMessage | undefined;
-  /** The client's WebSocket attached or detached. */
-  connectionsChanged(): void;
-  /** The channels expired (no WebSocket for the replay TTL) and closed. */
+  /** The channels expired (nothing attached for the replay TTL) and closed. */
   expired(client: ClientChannels): void;
   /** Builds a gateway notice (stderr stream on iopub) for this client. */
   notice(text: string): RawMessage;
@@ -57,26 +54,27 @@ function sizeOf(raw: RawMessage): number {
   return n;
 }
 
+function isRequestChannel(ch: Channel): ch is RequestChannel {
+  return ch === 'shell' || ch === 'control' || ch === 'stdin';
+}
+
 export class ClientChannels {
-  #ws: WebSocket | null = null;
-  #protocol: WireProtocol = 'legacy';
+  #sink: ClientSink | null = null;
   #links = new Map<RequestChannel, ZmqLink>();
   #buffer: RawMessage[] = [];
   #bufferBytes = 0;
   #dropped = 0;
   #expiry: NodeJS.Timeout | undefined;
-  #ping: NodeJS.Timeout | undefined;
-  #alive = true;
   #closed = false;
 
   constructor(
     private readonly host: ChannelHost,
     readonly sessionId: string,
-    private readonly opts: ClientChannelsOptions,
+    readonly opts: ClientChannelsOptions,
   ) {}
 
   get attached(): boolean {
-    return this.#ws !== null;
+    return this.#sink !== null;
   }
 
   /** (Re)connects the client's DEALERs to a sandbox; called at creation and after every restart. */
@@ -103,44 +101,23 @@ export class ClientChannels {
     this.#links.clear();
   }
 
-  /** Attaches a WebSocket, replacing a stale one, and replays what was buffered. */
-  attach(ws: WebSocket, protocol: WireProtocol): void {
-    if (this.#ws && this.#ws !== ws) {
+  /** Attaches a sink, replacing a stale one, and replays what was buffered. */
+  attach(sink: ClientSink): void {
+    if (this.#closed) {
+      sink.close(1011, 'this client session has closed');
+      return;
+    }
+    const stale = this.#sink;
+    if (stale && stale !== sink) {
       this.host.log('info', 'replacing stale connection', { session: this.sessionId });
-      const stale = this.#ws;
-      this.#ws = null;
+      this.#sink = null;
       stale.close(1000, 'replaced by a new connection with the same session_id');
     }
     clearTimeout(this.#expiry);
     this.#expiry = undefined;
-    this.#ws = ws;
-    this.#protocol = protocol;
-    this.#alive = true;
-    ws.on('message', (data: Buffer | Buffer[] | ArrayBuffer, isBinary: boolean) => {
-      this.#onFrame(ws, data, isBinary);
-    });
-    ws.on('pong', () => {
-      this.#alive = true;
-    });
-    ws.on('close', () => {
-      this.#detach(ws);
-    });
-    ws.on('error', (err) => {
-      this.host.log('debug', 'websocket error', { err: String(err) });
-    });
-    if (this.opts.pingIntervalMs > 0) {
-      this.#ping = setInterval(() => {
-        if (!this.#alive) {
-          ws.terminate();
-          return;
-        }
-        this.#alive = false;
-        ws.ping();
-      }, this.opts.pingIntervalMs);
-    }
-    this.host.connectionsChanged();
+    this.#sink = sink;
     if (this.#dropped > 0) {
-      this.#write(
+      sink.send(
         this.host.notice(
           `${this.#dropped} messages were dropped while this client was disconnected (replay buffer full).`,
         ),
@@ -150,15 +127,13 @@ export class ClientChannels {
     const replay = this.#buffer;
     this.#buffer = [];
     this.#bufferBytes = 0;
-    for (const raw of replay) this.#write(raw);
+    for (const raw of replay) sink.send(raw);
   }
 
-  #detach(ws: WebSocket): void {
-    if (this.#ws !== ws) return;
-    this.#ws = null;
-    clearInterval(this.#ping);
-    this.#ping = undefined;
-    this.host.connectionsChanged();
+  /** The sink went away (socket closed): buffer from now on, and expire after the replay TTL. */
+  detach(sink: ClientSink): void {
+    if (this.#sink !== sink) return;
+    this.#sink = null;
     if (this.#closed) return;
     this.#expiry = setTimeout(() => {
       this.close();
@@ -166,16 +141,15 @@ export class ClientChannels {
     }, this.opts.replayTtlMs);
   }
 
-  /** Sends a kernel message to the client, or buffers it while no WebSocket is attached. */
+  /** Sends a kernel message to the client, or buffers it while nothing is attached. */
   deliver(raw: RawMessage): void {
     if (this.#closed) return;
-    if (this.#ws) {
-      this.#write(raw);
+    if (this.#sink) {
+      this.#sink.send(raw);
       return;
     }
-    const size = sizeOf(raw);
     this.#buffer.push(raw);
-    this.#bufferBytes += size;
+    this.#bufferBytes += sizeOf(raw);
     while (
       this.#buffer.length > 0 &&
       (this.#buffer.length > this.opts.replayMaxMessages ||
@@ -187,50 +161,10 @@ export class ClientChannels {
     }
   }
 
-  #write(raw: RawMessage): void {
-    const ws = this.#ws;
-    if (!ws || ws.readyState !== ws.OPEN) return;
-    if (this.#protocol === 'v1') {
-      ws.send(encodeV1(raw), { binary: true });
-      return;
-    }
-    let frame: { data: Buffer | string; binary: boolean };
-    try {
-      // Splicing kernel bytes into one JSON text needs each part to be exactly one JSON object;
-      // code in the kernel could otherwise forge fields of the message the client sees.
-      frame = encodeLegacyRaw(raw);
-    } catch (err) {
-      this.host.log('warn', 'dropped a kernel message that is not valid JSON', {
-        msg_type: raw.header.msg_type,
-        err: String(err),
-      });
-      return;
-    }
-    ws.send(frame.data, { binary: frame.binary });
-  }
-
-  #onFrame(ws: WebSocket, data: Buffer | Buffer[] | ArrayBuffer, isBinary: boolean): void {
-    const buf = Buffer.isBuffer(data)
-      ? data
-      : Array.isArray(data)
-        ? Buffer.concat(data)
-        : Buffer.from(data);
-    let raw: RawMessage;
-    try {
-      raw =
-        this.#protocol === 'v1'
-          ? decodeV1(buf)
-          : toRaw(decodeLegacy(isBinary ? buf : buf.toString('utf8'), isBinary));
-    } catch (err) {
-      const reason =
-        err instanceof ProtocolError ? `${err.code}: ${err.message}` : 'MALFORMED_FRAME';
-      this.host.log('warn', 'malformed frame from client', { session: this.sessionId, reason });
-      // 1007: the frame's data is inconsistent with the protocol. Close reasons are capped at 123 bytes.
-      ws.close(1007, Buffer.from(reason).subarray(0, 120).toString());
-      return;
-    }
+  /** A decoded message from the client: checked by the kernel session, signed, and sent. */
+  receive(raw: RawMessage): void {
     if (!isRequestChannel(raw.channel)) {
-      this.#write(
+      this.deliver(
         this.host.notice(
           `messages on the ${raw.channel} channel cannot be sent by clients; dropped ${raw.header.msg_type}`,
         ),
@@ -238,13 +172,8 @@ export class ClientChannels {
       return;
     }
     if (!this.host.fromClient(this, raw)) return;
-    this.sendToKernel(raw);
-  }
-
-  /** Signs and sends a message on the client's own socket for its channel. */
-  sendToKernel(raw: RawMessage): void {
     const signer = this.host.signer;
-    const link = isRequestChannel(raw.channel) ? this.#links.get(raw.channel) : undefined;
+    const link = this.#links.get(raw.channel);
     if (!signer || !link) return;
     link.send(encodeZmq(raw, signer));
   }
@@ -266,20 +195,15 @@ export class ClientChannels {
     if (out) this.deliver(out);
   }
 
-  /** Closes the WebSocket (with `code`), the ZMQ sockets and the buffer. Idempotent. */
+  /** Closes the sink (with `code`), the ZMQ sockets and the buffer. Idempotent. */
   close(code = 1001, reason = 'kernel shut down'): void {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#expiry);
-    clearInterval(this.#ping);
     this.disconnectZmq();
     this.#buffer = [];
-    const ws = this.#ws;
-    this.#ws = null;
-    if (ws) ws.close(code, reason);
+    const sink = this.#sink;
+    this.#sink = null;
+    sink?.close(code, reason);
   }
-}
-
-function isRequestChannel(ch: Channel): ch is RequestChannel {
-  return ch === 'shell' || ch === 'control' || ch === 'stdin';
 }

@@ -20,8 +20,9 @@ import {
   ClientChannels,
   type ChannelHost,
   type ClientChannelsOptions,
-  type WireProtocol,
+  type ClientSink,
 } from './client-channels.js';
+import { WsSink, type WireProtocol } from './ws-sink.js';
 import { IopubRateLimit } from './iopub-rate-limit.js';
 import { ExecutionDeadline, InterruptLadder, realTimers, type Timers } from './deadline.js';
 import { GatewayError } from './errors.js';
@@ -466,8 +467,8 @@ export class KernelSession implements ChannelHost {
 
   // ---- clients ----------------------------------------------------------------------------
 
-  /** Attaches a WebSocket for `sessionId` (replacing a stale connection with the same id). */
-  attach(ws: WebSocket, sessionId: string, protocol: WireProtocol): void {
+  /** The client session `sessionId`, created (with its own ZMQ identity) when new. */
+  #channelsFor(sessionId: string): ClientChannels {
     let client = this.#clients.get(sessionId);
     if (!client) {
       client = new ClientChannels(this, sessionId, this.opts.clients);
@@ -475,12 +476,34 @@ export class KernelSession implements ChannelHost {
       if (this.#sandbox && this.executionState !== 'restarting')
         client.connectZmq(this.#sandbox.connection);
     }
-    client.attach(ws, protocol);
-    if (this.executionState === 'dead') client.deliver(this.#status('dead'));
+    return client;
   }
 
-  connectionsChanged(): void {
-    // The model reads the count live; nothing to cache.
+  /** Attaches a WebSocket for `sessionId` (replacing a stale connection with the same id). */
+  attach(ws: WebSocket, sessionId: string, protocol: WireProtocol): void {
+    const client = this.#channelsFor(sessionId);
+    const sink = new WsSink(
+      ws,
+      protocol,
+      client,
+      (level, msg, extra = {}) => {
+        this.#log[level]({ session: sessionId, ...extra }, msg);
+      },
+      this.opts.clients.pingIntervalMs,
+    );
+    this.attachSink(client, sink);
+  }
+
+  /**
+   * Attaches any sink (the agent API's collector, say) as client session `sessionId`; returns the
+   * channels, whose `receive()` sends the client's messages and `detach()` ends the attachment.
+   */
+  attachSink(clientOrSession: ClientChannels | string, sink: ClientSink): ClientChannels {
+    const client =
+      typeof clientOrSession === 'string' ? this.#channelsFor(clientOrSession) : clientOrSession;
+    client.attach(sink);
+    if (this.executionState === 'dead') client.deliver(this.#status('dead'));
+    return client;
   }
 
   expired(client: ClientChannels): void {
