@@ -3,7 +3,7 @@
  * a per-sandbox directory that only that container mounts (at /run/kernel).
  */
 import { randomBytes } from 'node:crypto';
-import { chown, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import Docker from 'dockerode';
 import {
@@ -13,6 +13,7 @@ import {
 } from '../security/policy.js';
 import { GatewayError } from './errors.js';
 import type {
+  AdoptableSandbox,
   ConnectionInfo,
   KernelRuntime,
   Sandbox,
@@ -61,16 +62,27 @@ class DockerSandbox implements Sandbox {
     boosted: boolean,
   ) {
     if (!boosted) this.#enforced = Promise.resolve();
-    this.exited = this.container
-      .wait()
-      .then(async (r: { StatusCode?: number }) => {
+    this.exited = this.#watchExit();
+  }
+
+  /**
+   * Settles when the container stops. A broken wait (the daemon restarting, say) is not an exit:
+   * with live-restore the container keeps running, so the wait is retried until Docker answers.
+   */
+  async #watchExit(): Promise<SandboxExit> {
+    for (;;) {
+      try {
+        const r = (await this.container.wait()) as { StatusCode?: number };
         const oomKilled = await this.container
           .inspect()
           .then((i) => i.State.OOMKilled)
           .catch(() => false);
         return { exitCode: r.StatusCode ?? null, oomKilled };
-      })
-      .catch(() => ({ exitCode: null, oomKilled: false }));
+      } catch (err) {
+        if (isNotFound(err) || this.#destroyed) return { exitCode: null, oomKilled: false };
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
   }
 
   get id(): string {
@@ -227,6 +239,56 @@ export class DockerRuntime implements KernelRuntime {
       all: true,
       filters: { label: [`${LABEL_APP}=1`, `${LABEL_STATE_DIR}=${this.opts.stateDir}`] },
     });
+  }
+
+  async adoptable(): Promise<AdoptableSandbox[]> {
+    const out: AdoptableSandbox[] = [];
+    for (const c of await this.labelled()) {
+      const dir = c.Labels[LABEL_KERNEL_DIR];
+      if (c.State !== 'running' || !dir || path.dirname(dir) !== this.kernelsDir) continue;
+      // A pooled sandbox handed to a kernel has that kernel's id in its directory; one still
+      // waiting in the pool is not adopted (the new pool starts afresh).
+      const bound = await readFile(path.join(dir, 'kernel-id'), 'utf8').catch(() => undefined);
+      const kernelId = bound?.trim() ?? c.Labels[LABEL_KERNEL_ID];
+      if (!kernelId || kernelId === POOL_KERNEL_ID) continue;
+      let key: string;
+      try {
+        // The kernel rewrites its connection file at start; the key stays the one we gave it.
+        const conn = JSON.parse(await readFile(path.join(dir, 'connection.json'), 'utf8')) as {
+          key?: unknown;
+        };
+        if (typeof conn.key !== 'string') continue;
+        key = conn.key;
+      } catch {
+        continue;
+      }
+      const info = await this.opts.docker.getContainer(c.Id).inspect();
+      const env: Record<string, string> = {};
+      for (const kv of info.Config.Env) {
+        const i = kv.indexOf('=');
+        if (i > 0) env[kv.slice(0, i)] = kv.slice(i + 1);
+      }
+      const handed = await readFile(path.join(dir, 'env.json'), 'utf8').then(
+        (t) => JSON.parse(t) as Record<string, string>,
+        () => ({}),
+      );
+      Object.assign(env, handed);
+      const endpoints = Object.fromEntries(
+        Object.entries(PORTS).map(([ch, port]) => [ch, `ipc://${dir}/k-${port}`]),
+      ) as Record<ZmqChannel, string>;
+      const policyNanoCpus = Math.round(this.opts.policy.limits.cpus * 1e9);
+      // Treated as boosted: the previous gateway may have died before lowering the quota.
+      const sandbox = new DockerSandbox(
+        this.opts.docker.getContainer(c.Id),
+        { key, signatureScheme: 'hmac-sha256', endpoints },
+        dir,
+        policyNanoCpus,
+        true,
+      );
+      this.#bound.set(c.Id, kernelId);
+      out.push({ sandbox, kernelId, env });
+    }
+    return out;
   }
 
   bind(containerId: string, kernelId: string): void {

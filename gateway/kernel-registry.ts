@@ -4,7 +4,7 @@ import { freemem } from 'node:os';
 import type { GatewayConfig } from './config.js';
 import { GatewayError } from './errors.js';
 import { kernelEnvFrom } from './kernel-env.js';
-import { KernelSession } from './kernel-session.js';
+import { KernelSession, type KernelSessionOptions } from './kernel-session.js';
 import type { KernelSpecs } from './kernelspecs.js';
 import type { Logger } from './logger.js';
 import type { KernelRuntime, Sandbox } from './runtime.js';
@@ -51,6 +51,8 @@ export class KernelRegistry {
     const pooled = this.pool.take();
     if (pooled) {
       this.runtime.bind(pooled.id, kernelId);
+      // Its label says "pool": a gateway restarted later learns the kernel id from this file.
+      await pooled.putFile('kernel-id', kernelId);
       return { sandbox: pooled, pooled: true };
     }
     return { sandbox: await this.runtime.createSandbox(kernelId, env), pooled: false };
@@ -102,11 +104,66 @@ export class KernelRegistry {
         `Maximum number of kernels (${this.config.maxKernels}) reached`,
       );
     }
-    const kernel = new KernelSession({
+    const kernel = this.#session(id, name, { ...env, KERNEL_ID: id }, this.#acquire);
+    this.#starting.set(id, kernel);
+    try {
+      await kernel.start();
+    } finally {
+      this.#starting.delete(id);
+      this.pool.rebalance();
+    }
+    this.#kernels.set(id, kernel);
+    return kernel;
+  }
+
+  /**
+   * Takes over the running sandboxes a previous gateway left (killed, crashed, restarted): the
+   * kernels keep their ids and state. Returns how many were adopted; the rest is for the reaper.
+   */
+  async adopt(): Promise<number> {
+    let adopted = 0;
+    for (const a of await this.runtime.adoptable()) {
+      if (this.#kernels.has(a.kernelId) || !UUID.test(a.kernelId)) continue;
+      let first = true;
+      const acquire: KernelSessionOptions['acquire'] = async (kernelId, env) => {
+        if (first) {
+          first = false;
+          return { sandbox: a.sandbox, pooled: false };
+        }
+        return this.#acquire(kernelId, env);
+      };
+      const env = { ...kernelEnvFrom(a.env, this.config.envAllowlist), KERNEL_ID: a.kernelId };
+      const kernel = this.#session(a.kernelId, this.specs.defaultName, env, acquire);
+      try {
+        await kernel.start();
+        this.#kernels.set(a.kernelId, kernel);
+        adopted++;
+        this.logger.info(
+          { kernel: a.kernelId, container: a.sandbox.id },
+          'adopted a running kernel',
+        );
+      } catch (err) {
+        this.logger.warn(
+          { kernel: a.kernelId, err: String(err) },
+          'could not adopt a sandbox; removing it',
+        );
+        await a.sandbox.destroy().catch(() => undefined);
+      }
+    }
+    return adopted;
+  }
+
+  #session(
+    id: string,
+    name: string,
+    env: Record<string, string>,
+    acquire: KernelSessionOptions['acquire'],
+  ): KernelSession {
+    return new KernelSession({
       id,
       name,
-      env: { ...env, KERNEL_ID: id },
-      acquire: this.#acquire,
+      env,
+      acquire,
       logger: this.logger,
       execTimeoutMs: this.config.execTimeoutS * 1000,
       killGraceMs: this.config.killGraceS * 1000,
@@ -123,15 +180,6 @@ export class KernelRegistry {
         pingIntervalMs: this.config.wsPingIntervalS * 1000,
       },
     });
-    this.#starting.set(id, kernel);
-    try {
-      await kernel.start();
-    } finally {
-      this.#starting.delete(id);
-      this.pool.rebalance();
-    }
-    this.#kernels.set(id, kernel);
-    return kernel;
   }
 
   /** Shuts a kernel down and forgets it. */

@@ -282,7 +282,8 @@ export class KernelSession implements ChannelHost {
           `the kernel did not answer kernel_info within ${this.opts.startTimeoutMs} ms`,
         );
       }
-      const reply = await this.#gatewayRequest('shell', 'kernel_info_request', {}, 250);
+      // On control: it answers even while the shell runs a cell (a kernel adopted mid-execution).
+      const reply = await this.#gatewayRequest('control', 'kernel_info_request', {}, 250);
       if (reply) replied = true;
     }
   }

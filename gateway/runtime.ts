@@ -53,6 +53,14 @@ export interface SandboxInfo {
   runtime: string;
 }
 
+/** A running sandbox that a restarted gateway can take over, with what it knows of its kernel. */
+export interface AdoptableSandbox {
+  sandbox: Sandbox;
+  kernelId: string;
+  /** The environment the sandbox was given (unfiltered; the caller applies its allow-list). */
+  env: Record<string, string>;
+}
+
 /** Creates and tracks sandboxes. */
 export interface KernelRuntime {
   /**
@@ -69,6 +77,8 @@ export interface KernelRuntime {
   bind(containerId: string, kernelId: string): void;
   /** Removes one labelled container (and its directory) by id. */
   removeContainer(containerId: string): Promise<void>;
+  /** Running sandboxes of this state dir bound to a kernel (after a gateway restart). */
+  adoptable(): Promise<AdoptableSandbox[]>;
   /** Every labelled container of this state dir. */
   list(): Promise<SandboxInfo[]>;
   /** Whether the container engine answers. */

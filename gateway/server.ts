@@ -2,7 +2,9 @@
  * Assembles the gateway from its parts. `createGateway(config)` builds everything without
  * listening, so tests can `listen()` on port 0; `close()` drains requests and removes every sandbox.
  */
+import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import Docker from 'dockerode';
 import { readAppArmorHostFacts } from '../security/apparmor.js';
@@ -75,7 +77,8 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
   });
   const specs = new KernelSpecs();
   const kernels = new KernelRegistry(config, runtime, specs, logger);
-  const sessions = new SessionStore(kernels);
+  mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+  const sessions = new SessionStore(kernels, path.join(config.stateDir, 'sessions.json'));
   const security = new SecurityService({
     config,
     kernels,
@@ -108,7 +111,14 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
     runtime,
     logger,
     async listen() {
-      const reaped = await runtime.reapOrphans(new Set()).catch((err: unknown) => {
+      // Kernels outlive the gateway: take over the sandboxes a previous run left, then remove
+      // whatever could not be adopted (stopped containers, unbound pool sandboxes, stray dirs).
+      const adopted = await kernels.adopt().catch((err: unknown) => {
+        logger.warn({ err: String(err) }, 'could not adopt running sandboxes (is Docker up?)');
+        return 0;
+      });
+      if (adopted > 0) logger.info({ adopted }, 'adopted kernels from a previous run');
+      const reaped = await runtime.reapOrphans(kernels.containerIds()).catch((err: unknown) => {
         logger.warn({ err: String(err) }, 'could not reap orphaned sandboxes (is Docker up?)');
         return 0;
       });

@@ -1,5 +1,6 @@
 /** The /api/sessions store, in the current Jupyter shape `{id, path, name, type, kernel}`, in memory. */
 import { randomUUID } from 'node:crypto';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { GatewayError } from './errors.js';
 import type { KernelModel } from './kernel-session.js';
 import type { KernelRegistry } from './kernel-registry.js';
@@ -45,7 +46,34 @@ function kernelRef(v: unknown): { id?: string; name?: string } {
 export class SessionStore {
   #rows = new Map<string, SessionRow>();
 
-  constructor(private readonly kernels: KernelRegistry) {}
+  /**
+   * @param file - where sessions are kept across gateway restarts (kernels survive them too);
+   *   undefined keeps them in memory only.
+   */
+  constructor(
+    private readonly kernels: KernelRegistry,
+    private readonly file?: string,
+  ) {
+    if (!file) return;
+    try {
+      const rows = JSON.parse(readFileSync(file, 'utf8')) as unknown;
+      if (!Array.isArray(rows)) return;
+      for (const r of rows as Partial<SessionRow>[]) {
+        if ([r.id, r.path, r.name, r.type, r.kernelId].every((v) => typeof v === 'string')) {
+          this.#rows.set(r.id as string, r as SessionRow);
+        }
+      }
+    } catch {
+      // No file yet, or unreadable: start empty.
+    }
+  }
+
+  #save(): void {
+    if (!this.file) return;
+    const tmp = `${this.file}.tmp`;
+    writeFileSync(tmp, JSON.stringify([...this.#rows.values()]), { mode: 0o600 });
+    renameSync(tmp, this.file);
+  }
 
   #model(row: SessionRow): SessionModel | undefined {
     const k = this.kernels.find(row.kernelId);
@@ -100,6 +128,7 @@ export class SessionStore {
     }
     const row: SessionRow = { id: randomUUID(), path, name, type, kernelId };
     this.#rows.set(row.id, row);
+    this.#save();
     return this.get(row.id);
   }
 
@@ -116,6 +145,7 @@ export class SessionStore {
     if (path !== undefined) row.path = path;
     if (name !== undefined) row.name = name;
     if (type !== undefined) row.type = type;
+    this.#save();
     return this.get(id);
   }
 
@@ -124,6 +154,7 @@ export class SessionStore {
     const row = this.#rows.get(id);
     if (!row) throw new GatewayError('SESSION_NOT_FOUND', `Session not found: ${id}`);
     this.#rows.delete(id);
+    this.#save();
     if (this.kernels.find(row.kernelId)) await this.kernels.shutdown(row.kernelId);
   }
 }
