@@ -46,9 +46,11 @@ for pidfile in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
 done
 rm -f "$sock" /var/run/docker/containerd/containerd.sock /var/run/docker/containerd/containerd-debug.sock
 
-log "starting dockerd (--bridge=none, log: $daemon_log)"
+log "starting dockerd (--bridge=none --live-restore, log: $daemon_log)"
 # --bridge=none: our sandboxes use network "none", so no docker0 (a private-range interface) is created.
-nohup dockerd --bridge=none --iptables=false --ip-masq=false >>"$daemon_log" 2>&1 </dev/null &
+# --live-restore: sandboxes keep running while the daemon restarts; kernels talk over ipc and do not
+# need it, so a daemon fault only pauses starting and stopping kernels.
+nohup dockerd --bridge=none --iptables=false --ip-masq=false --live-restore >>"$daemon_log" 2>&1 </dev/null &
 disown || true
 
 deadline=$((SECONDS + wait_s))
