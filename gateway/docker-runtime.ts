@@ -5,16 +5,19 @@
 import { randomBytes } from 'node:crypto';
 import { chown, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import Docker from 'dockerode';
 import {
   buildContainerSpec,
   KERNEL_DIR_IN_CONTAINER,
+  WORKSPACE_DIR,
   type SandboxPolicy,
 } from '../security/policy.js';
 import { GatewayError } from './errors.js';
 import type {
   AdoptableSandbox,
   ConnectionInfo,
+  ExecResult,
   KernelRuntime,
   Sandbox,
   SandboxExit,
@@ -47,6 +50,57 @@ function isNotFound(err: unknown): boolean {
   return (
     typeof err === 'object' && err !== null && (err as { statusCode?: number }).statusCode === 404
   );
+}
+
+/** Collects what a stream writes. */
+class Collector extends Writable {
+  readonly chunks: Buffer[] = [];
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: () => void): void {
+    this.chunks.push(chunk);
+    done();
+  }
+}
+
+/** Runs argv in a container as the sandbox user; stdout and stderr come back demultiplexed. */
+async function execIn(
+  container: Docker.Container,
+  argv: string[],
+  stdin: Buffer | undefined,
+): Promise<ExecResult> {
+  let exec: Docker.Exec;
+  try {
+    exec = await container.exec({
+      Cmd: argv,
+      User: `${SANDBOX_UID}:${SANDBOX_UID}`,
+      WorkingDir: WORKSPACE_DIR,
+      AttachStdin: stdin !== undefined,
+      AttachStdout: true,
+      AttachStderr: true,
+      Tty: false,
+    });
+  } catch (err) {
+    const code = (err as { statusCode?: number }).statusCode;
+    if (code === 404 || code === 409)
+      throw new GatewayError('KERNEL_DEAD', 'the sandbox is not running', { cause: err });
+    throw err;
+  }
+  const stream = await exec.start({ hijack: true, stdin: stdin !== undefined });
+  const stdout = new Collector();
+  const stderr = new Collector();
+  (container.modem as Docker['modem']).demuxStream(stream, stdout, stderr);
+  await new Promise<void>((resolve, reject) => {
+    stream.once('end', resolve);
+    stream.once('close', resolve);
+    stream.once('error', reject);
+    // Ending our side of the hijacked connection is the process's end of input.
+    if (stdin !== undefined) stream.end(stdin);
+  });
+  const info = await exec.inspect();
+  return {
+    exitCode: info.ExitCode ?? -1,
+    stdout: Buffer.concat(stdout.chunks),
+    stderr: Buffer.concat(stderr.chunks),
+  };
 }
 
 class DockerSandbox implements Sandbox {
@@ -111,6 +165,10 @@ class DockerSandbox implements Sandbox {
     const file = path.join(this.dir, name);
     await writeFile(file, content, { mode: 0o400 });
     await chown(file, SANDBOX_UID, SANDBOX_UID);
+  }
+
+  exec(argv: string[], stdin?: Buffer): Promise<ExecResult> {
+    return execIn(this.container, argv, stdin);
   }
 
   destroy(): Promise<void> {
@@ -293,6 +351,10 @@ export class DockerRuntime implements KernelRuntime {
 
   bind(containerId: string, kernelId: string): void {
     this.#bound.set(containerId, kernelId);
+  }
+
+  exec(containerId: string, argv: string[], stdin?: Buffer): Promise<ExecResult> {
+    return execIn(this.opts.docker.getContainer(containerId), argv, stdin);
   }
 
   async reapOrphans(keep: ReadonlySet<string>, opts: { minAgeMs?: number } = {}): Promise<number> {

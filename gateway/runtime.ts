@@ -22,6 +22,13 @@ export interface SandboxExit {
   oomKilled: boolean;
 }
 
+/** What a command run inside a sandbox returned. */
+export interface ExecResult {
+  exitCode: number;
+  stdout: Buffer;
+  stderr: Buffer;
+}
+
 /** One running sandbox (one container); used by exactly one kernel, never reused. */
 export interface Sandbox {
   /** Container id. */
@@ -38,6 +45,12 @@ export interface Sandbox {
   enforceLimits(): Promise<void>;
   /** Writes a read-only file for the kernel into its private directory (/run/kernel/<name>). */
   putFile(name: string, content: string): Promise<void>;
+  /**
+   * Runs `argv` inside the sandbox as the sandbox user (uid 1000) in /workspace, under the
+   * container's own limits (every exec process counts against the pids limit), feeding `stdin`
+   * and collecting stdout and stderr as raw bytes.
+   */
+  exec(argv: string[], stdin?: Buffer): Promise<ExecResult>;
   /** Kills and removes the container and its directory. Idempotent. */
   destroy(): Promise<void>;
 }
@@ -77,6 +90,8 @@ export interface KernelRuntime {
   bind(containerId: string, kernelId: string): void;
   /** Removes one labelled container (and its directory) by id. */
   removeContainer(containerId: string): Promise<void>;
+  /** {@link Sandbox.exec} in the running sandbox `containerId` (callers that hold only the id). */
+  exec(containerId: string, argv: string[], stdin?: Buffer): Promise<ExecResult>;
   /** Running sandboxes of this state dir bound to a kernel (after a gateway restart). */
   adoptable(): Promise<AdoptableSandbox[]>;
   /** Every labelled container of this state dir. */
