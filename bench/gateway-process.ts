@@ -2,17 +2,33 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
 import path from 'node:path';
+import Docker from 'dockerode';
+
+/** The kernel image the benches use: AIDO_KERNEL_IMAGE, else aido-kernel:latest. */
+export const BENCH_IMAGE = process.env.AIDO_KERNEL_IMAGE ?? 'aido-kernel:latest';
+
+/** Labels the gateway puts on its sandboxes: its state directory, and the kernel's directory. */
+const LABEL_STATE_DIR = 'org.aido.kernel-gateway.state-dir';
+const LABEL_KERNEL_DIR = 'org.aido.kernel-gateway.kernel-dir';
 
 export interface GatewayProcess {
   base: string;
   wsBase: string;
   token: string;
   stateDir: string;
+  pid: number;
   api(p: string, init?: RequestInit): Promise<Response>;
   /** Connection files of the running sandboxes (host paths of their ipc sockets). */
   connectionFiles(): { dir: string; key: string }[];
+  /** The kernel directory (ipc sockets k-1 … k-5) and HMAC key of one kernel's sandbox. */
+  kernelConnection(kernelId: string): Promise<{ dir: string; key: string; containerId: string }>;
+  /** Ids of the containers this gateway started that still exist. */
+  containers(): Promise<string[]>;
+  /**
+   * SIGTERM (the gateway removes its sandboxes), SIGKILL after 60 s; then force-removes any
+   * container still labelled with this gateway's state directory, and the directory.
+   */
   stop(): Promise<void>;
 }
 
@@ -21,32 +37,58 @@ export async function startGatewayProcess(
 ): Promise<GatewayProcess> {
   const stateDir = mkdtempSync('/tmp/aido-b-');
   const token = randomBytes(16).toString('hex');
-  const image =
-    process.env.AIDO_KERNEL_IMAGE ??
-    execFileSync('bash', ['kernel-image/build.sh', '--print-tag'], { encoding: 'utf8' }).trim();
+  const docker = new Docker({
+    socketPath: process.env.AIDO_DOCKER_SOCKET ?? '/var/run/docker.sock',
+  });
   const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'gateway/cli.ts'], {
     env: {
       ...process.env,
+      AIDO_IP: '127.0.0.1',
       AIDO_PORT: '0',
       AIDO_AUTH_TOKEN: token,
       AIDO_STATE_DIR: stateDir,
-      AIDO_KERNEL_IMAGE: image,
+      AIDO_KERNEL_IMAGE: BENCH_IMAGE,
       AIDO_LOG_LEVEL: 'warn',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const base = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m?.[1]) resolve(m[1]);
+  const containers = async (): Promise<string[]> =>
+    (
+      await docker.listContainers({
+        all: true,
+        filters: { label: [`${LABEL_STATE_DIR}=${stateDir}`] },
+      })
+    ).map((c) => c.Id);
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    const left = await containers().catch(() => []);
+    await Promise.allSettled(left.map((id) => docker.getContainer(id).remove({ force: true })));
+    rmSync(stateDir, { recursive: true, force: true });
+  };
+  let base: string;
+  try {
+    base = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout?.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = /listening on (http:\/\/\S+)/.exec(out);
+        if (m?.[1]) resolve(m[1]);
+      });
+      child.once('exit', (code) => {
+        reject(new Error(`gateway exited with ${code}: ${out}`));
+      });
     });
-    child.once('exit', (code) => {
-      reject(new Error(`gateway exited with ${code}: ${out}`));
-    });
-  });
+  } catch (err) {
+    await stop();
+    throw err;
+  }
   const api = (p: string, init: RequestInit = {}): Promise<Response> =>
     fetch(base + p, {
       ...init,
@@ -57,6 +99,7 @@ export async function startGatewayProcess(
     wsBase: base.replace(/^http/, 'ws'),
     token,
     stateDir,
+    pid: child.pid ?? -1,
     api,
     connectionFiles() {
       const k = path.join(stateDir, 'k');
@@ -67,13 +110,24 @@ export async function startGatewayProcess(
         return { dir: path.join(k, d), key: conn.key };
       });
     },
-    async stop() {
-      if (child.exitCode === null) {
-        const exited = new Promise((r) => child.once('exit', r));
-        child.kill('SIGTERM');
-        await exited;
-      }
-      rmSync(stateDir, { recursive: true, force: true });
+    async kernelConnection(kernelId) {
+      // Pooled sandboxes are labelled "pool", so ask the gateway which container serves the kernel.
+      const list = (await (await api('/api/security/containers')).json()) as {
+        kernel_id: string | null;
+        container_id: string;
+      }[];
+      const entry = list.find((c) => c.kernel_id === kernelId);
+      if (!entry) throw new Error(`no sandbox listed for kernel ${kernelId}`);
+      const info = await docker.getContainer(entry.container_id).inspect();
+      const dir = (info.Config.Labels as Record<string, string> | null)?.[LABEL_KERNEL_DIR];
+      if (dir === undefined)
+        throw new Error(`container ${entry.container_id} has no kernel-dir label`);
+      const conn = JSON.parse(readFileSync(path.join(dir, 'connection.json'), 'utf8')) as {
+        key: string;
+      };
+      return { dir, key: conn.key, containerId: info.Id };
     },
+    containers,
+    stop,
   };
 }

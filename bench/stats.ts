@@ -1,4 +1,5 @@
 /** Small statistics and reporting helpers shared by the benchmarks. */
+import { readFileSync } from 'node:fs';
 
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
@@ -45,4 +46,36 @@ export function printTable(title: string, header: string[], rows: (string | numb
 /** Progress on stderr, so stdout stays the table and the JSON line. */
 export function progress(msg: string): void {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+}
+
+/**
+ * CFS throttling counters of a container's cgroup (cgroup v1 cgroupfs, v2 cgroupfs or systemd), or
+ * undefined when none of the usual paths exists. A kernel over its CPU quota is paused until the
+ * next period (100 ms), which shows up as tail latency.
+ */
+export function cpuThrottling(
+  containerId: string,
+): { periods: number; throttled: number; throttledMs: number } | undefined {
+  const candidates = [
+    `/sys/fs/cgroup/cpu/docker/${containerId}/cpu.stat`,
+    `/sys/fs/cgroup/cpu,cpuacct/docker/${containerId}/cpu.stat`,
+    `/sys/fs/cgroup/docker/${containerId}/cpu.stat`,
+    `/sys/fs/cgroup/system.slice/docker-${containerId}.scope/cpu.stat`,
+  ];
+  for (const file of candidates) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      continue;
+    }
+    const get = (key: string): number =>
+      Number(new RegExp(`^${key} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+    // v1: throttled_time in ns; v2: throttled_usec.
+    const throttledMs = text.includes('throttled_usec')
+      ? get('throttled_usec') / 1000
+      : get('throttled_time') / 1e6;
+    return { periods: get('nr_periods'), throttled: get('nr_throttled'), throttledMs };
+  }
+  return undefined;
 }
