@@ -12,6 +12,7 @@ import {
   type RawMessage,
   type Signer,
 } from '../protocol/index.js';
+import type { MetricsSink } from './metrics.js';
 import type { ConnectionInfo } from './runtime.js';
 import { ZmqLink } from './zmq-link.js';
 
@@ -45,6 +46,8 @@ export interface ClientChannelsOptions {
   replayMaxBytes: number;
   replayTtlMs: number;
   pingIntervalMs: number;
+  /** Counts messages and bytes per channel and direction. */
+  metrics?: MetricsSink;
 }
 
 function sizeOf(raw: RawMessage): number {
@@ -89,7 +92,11 @@ export class ClientChannels {
           this.#onKernelFrames(ch, frames);
         },
         (err) => {
-          this.host.log('warn', 'client ZMQ socket failed', { channel: ch, err: String(err) });
+          this.host.log('warn', 'client ZMQ socket failed', {
+            session: this.sessionId,
+            channel: ch,
+            err: String(err),
+          });
         },
       );
       this.#links.set(ch, link);
@@ -144,6 +151,7 @@ export class ClientChannels {
   /** Sends a kernel message to the client, or buffers it while nothing is attached. */
   deliver(raw: RawMessage): void {
     if (this.#closed) return;
+    this.opts.metrics?.message(raw.channel, 'to_client', sizeOf(raw));
     if (this.#sink) {
       this.#sink.send(raw);
       return;
@@ -175,6 +183,7 @@ export class ClientChannels {
     const signer = this.host.signer;
     const link = this.#links.get(raw.channel);
     if (!signer || !link) return;
+    this.opts.metrics?.message(raw.channel, 'to_kernel', sizeOf(raw));
     link.send(encodeZmq(raw, signer));
   }
 
@@ -186,6 +195,7 @@ export class ClientChannels {
       raw = decodeZmq(frames, channel, signer).raw;
     } catch (err) {
       this.host.log('warn', 'dropped an invalid message from the kernel', {
+        session: this.sessionId,
         channel,
         err: String(err),
       });

@@ -10,6 +10,7 @@ import { asGatewayError, GatewayError, httpStatusOf } from './errors.js';
 import type { KernelRegistry } from './kernel-registry.js';
 import type { KernelSpecs } from './kernelspecs.js';
 import type { Logger } from './logger.js';
+import type { GatewayMetrics } from './metrics.js';
 import type { SecurityService } from './security-service.js';
 import type { SessionStore } from './sessions.js';
 
@@ -23,6 +24,8 @@ export interface HttpApiDeps {
   security: SecurityService;
   logger: Logger;
   isDraining: () => boolean;
+  /** Served at GET /metrics (behind the same token as everything else). */
+  metrics?: Pick<GatewayMetrics, 'contentType' | 'render'>;
 }
 
 function sendError(res: Response, err: GatewayError): void {
@@ -36,6 +39,12 @@ function bodyOf(req: Request): Record<string, unknown> {
   if (typeof b !== 'object' || Array.isArray(b))
     throw new GatewayError('BAD_REQUEST', 'the request body must be a JSON object');
   return b as Record<string, unknown>;
+}
+
+/** The kernel a request path names (`/api/kernels/{id}...`), as a log field. */
+function kernelOfPath(p: string): { kernel?: string } {
+  const m = /^\/api\/kernels\/([^/]+)/.exec(p);
+  return m?.[1] ? { kernel: m[1] } : {};
 }
 
 function param(req: Request, name: string): string {
@@ -77,6 +86,14 @@ export function createHttpApi(deps: HttpApiDeps): express.Express {
     next();
   });
   app.use(express.json({ limit: '1mb', type: () => true }));
+
+  const metrics = deps.metrics;
+  if (metrics) {
+    app.get('/metrics', async (_req, res) => {
+      res.setHeader('Content-Type', metrics.contentType);
+      res.send(await metrics.render());
+    });
+  }
 
   app.get('/api', (_req, res) => {
     res.json({ version: API_VERSION });
@@ -177,7 +194,7 @@ export function createHttpApi(deps: HttpApiDeps): express.Express {
       ge = new GatewayError('PAYLOAD_TOO_LARGE', 'the request body is too large');
     else ge = asGatewayError(err);
     if (ge.code === 'INTERNAL') logger.error({ err, path: req.path }, 'unhandled error');
-    else logger.debug({ code: ge.code, path: req.path }, ge.message);
+    else logger.debug({ code: ge.code, path: req.path, ...kernelOfPath(req.path) }, ge.message);
     sendError(res, ge);
   });
   return app;

@@ -1,12 +1,14 @@
 /** Every kernel the gateway runs, keyed by id; enforces the kernel limit atomically (pending starts count). */
 import { randomUUID } from 'node:crypto';
 import { freemem } from 'node:os';
+import { performance } from 'node:perf_hooks';
 import type { GatewayConfig } from './config.js';
 import { GatewayError } from './errors.js';
 import { kernelEnvFrom } from './kernel-env.js';
 import { KernelSession, type KernelSessionOptions } from './kernel-session.js';
 import type { KernelSpecs } from './kernelspecs.js';
 import type { Logger } from './logger.js';
+import type { KillCause, MetricsSink, StartSource } from './metrics.js';
 import type { KernelRuntime, Sandbox } from './runtime.js';
 import { WarmPool } from './warm-pool.js';
 
@@ -30,6 +32,7 @@ export class KernelRegistry {
     private readonly runtime: KernelRuntime,
     private readonly specs: KernelSpecs,
     private readonly logger: Logger,
+    private readonly metrics?: MetricsSink,
   ) {
     this.pool = new WarmPool({
       runtime,
@@ -72,6 +75,12 @@ export class KernelRegistry {
     return k;
   }
 
+  /** The execution state of every kernel, starts under way included (for the metrics). */
+  *states(): Iterable<string> {
+    for (const k of this.#kernels.values()) yield k.executionState;
+    for (const k of this.#starting.values()) yield k.executionState;
+  }
+
   /** Kernels running plus starts under way. */
   get count(): number {
     return this.#kernels.size + this.#starting.size;
@@ -104,14 +113,27 @@ export class KernelRegistry {
         `Maximum number of kernels (${this.config.maxKernels}) reached`,
       );
     }
-    const kernel = this.#session(id, name, { ...env, KERNEL_ID: id }, this.#acquire);
+    // Where the first sandbox came from, for the start metrics (no pooled one: a cold start).
+    let source: StartSource = 'cold';
+    const acquire: KernelSessionOptions['acquire'] = async (kernelId, kernelEnv) => {
+      const got = await this.#acquire(kernelId, kernelEnv);
+      if (got.pooled) source = 'pool';
+      return got;
+    };
+    const kernel = this.#session(id, name, { ...env, KERNEL_ID: id }, acquire);
     this.#starting.set(id, kernel);
+    this.logger.debug({ kernel: id, name }, 'starting a kernel');
+    const t0 = performance.now();
     try {
       await kernel.start();
+    } catch (err) {
+      this.metrics?.kernelStart(source, 'error', (performance.now() - t0) / 1000);
+      throw err;
     } finally {
       this.#starting.delete(id);
       this.pool.rebalance();
     }
+    this.metrics?.kernelStart(source, 'ok', (performance.now() - t0) / 1000);
     this.#kernels.set(id, kernel);
     return kernel;
   }
@@ -134,8 +156,10 @@ export class KernelRegistry {
       };
       const env = { ...kernelEnvFrom(a.env, this.config.envAllowlist), KERNEL_ID: a.kernelId };
       const kernel = this.#session(a.kernelId, this.specs.defaultName, env, acquire);
+      const t0 = performance.now();
       try {
         await kernel.start();
+        this.metrics?.kernelStart('adopted', 'ok', (performance.now() - t0) / 1000);
         this.#kernels.set(a.kernelId, kernel);
         adopted++;
         this.logger.info(
@@ -143,6 +167,7 @@ export class KernelRegistry {
           'adopted a running kernel',
         );
       } catch (err) {
+        this.metrics?.kernelStart('adopted', 'error', (performance.now() - t0) / 1000);
         this.logger.warn(
           { kernel: a.kernelId, err: String(err) },
           'could not adopt a sandbox; removing it',
@@ -169,6 +194,7 @@ export class KernelRegistry {
       killGraceMs: this.config.killGraceS * 1000,
       restartAfterKill: this.config.restartAfterKill,
       startTimeoutMs: this.config.kernelStartTimeoutS * 1000,
+      ...(this.metrics ? { metrics: this.metrics } : {}),
       iopubRate: {
         msgsPerSecond: this.config.iopubMsgRateLimit,
         bytesPerSecond: this.config.iopubDataRateLimit,
@@ -178,6 +204,7 @@ export class KernelRegistry {
         replayMaxBytes: this.config.replayMaxBytes,
         replayTtlMs: this.config.replayTtlS * 1000,
         pingIntervalMs: this.config.wsPingIntervalS * 1000,
+        ...(this.metrics ? { metrics: this.metrics } : {}),
       },
     });
   }
@@ -190,11 +217,19 @@ export class KernelRegistry {
     this.pool.rebalance();
   }
 
-  /** Kills a kernel's sandbox at once (no shutdown_request), telling its clients why, and forgets it. */
-  async terminate(id: string, reason: string): Promise<void> {
+  /**
+   * Kills a kernel's sandbox at once (no shutdown_request), telling its clients why (`notice`, else
+   * "Kernel stopped: <reason>"), and forgets it. A `cause` is counted as a kill in the metrics.
+   */
+  async terminate(
+    id: string,
+    reason: string,
+    opts: { notice?: string; cause?: KillCause } = {},
+  ): Promise<void> {
     const k = this.get(id);
     this.#kernels.delete(id);
-    await k.shutdown({ reason });
+    if (opts.cause) this.metrics?.kill(opts.cause);
+    await k.shutdown(opts.notice === undefined ? { reason } : { reason, notice: opts.notice });
     this.pool.rebalance();
   }
 

@@ -5,6 +5,7 @@
  * (starting → idle/busy → restarting → … → dead).
  */
 import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import type { WebSocket } from 'ws';
 import {
   createMessage,
@@ -27,6 +28,7 @@ import { IopubRateLimit } from './iopub-rate-limit.js';
 import { ExecutionDeadline, InterruptLadder, realTimers, type Timers } from './deadline.js';
 import { GatewayError } from './errors.js';
 import type { Logger } from './logger.js';
+import type { MetricsSink } from './metrics.js';
 import type { ConnectionInfo, Sandbox, SandboxExit } from './runtime.js';
 import { ZmqLink } from './zmq-link.js';
 
@@ -60,6 +62,7 @@ export interface KernelSessionOptions {
   clients: ClientChannelsOptions;
   iopubRate: { msgsPerSecond: number; bytesPerSecond: number };
   timers?: Timers;
+  metrics?: MetricsSink;
 }
 
 /** Requests whose replies and status messages do not count as user activity. */
@@ -86,6 +89,8 @@ interface PendingRequest {
   header: Header;
   channel: Channel;
   client: ClientChannels;
+  /** performance.now() when the request was sent (execution durations). */
+  at: number;
 }
 
 function parseJson(buf: Buffer): Record<string, unknown> {
@@ -143,7 +148,8 @@ export class KernelSession implements ChannelHost {
     this.#deadline = new ExecutionDeadline(opts.execTimeoutMs, timers);
     this.#ladder = new InterruptLadder(
       {
-        interrupt: () => this.#sendInterrupt(),
+        interrupt: () =>
+          this.#sendInterrupt(this.#ladderCause === 'deadline' ? 'deadline' : 'request'),
         kill: () =>
           this.#kill(
             this.#ladderCause === 'deadline'
@@ -415,10 +421,11 @@ export class KernelSession implements ChannelHost {
       void this.#ladder.run();
       return;
     }
-    await this.#sendInterrupt();
+    await this.#sendInterrupt('request');
   }
 
-  #sendInterrupt(): Promise<void> {
+  #sendInterrupt(cause: 'deadline' | 'request'): Promise<void> {
+    this.opts.metrics?.interrupt(cause);
     void this.#gatewayRequest('control', 'interrupt_request', {}, 1000);
     return Promise.resolve();
   }
@@ -426,6 +433,7 @@ export class KernelSession implements ChannelHost {
   async #kill(reason: string): Promise<void> {
     this.#killReason = reason;
     this.#log.warn({ reason }, 'killing the sandbox');
+    this.opts.metrics?.kill(this.#ladderCause);
     await this.#sandbox?.signal('SIGKILL');
   }
 
@@ -433,13 +441,13 @@ export class KernelSession implements ChannelHost {
    * Shuts the kernel down: shutdown_request and a short wait (unless `reason` says it is being
    * killed), then the sandbox is removed. Memoized.
    */
-  shutdown(opts: { reason?: string } = {}): Promise<void> {
+  shutdown(opts: { reason?: string; notice?: string } = {}): Promise<void> {
     this.#closed ??= (async () => {
       this.#deadline.disarmAll();
       const sandbox = this.#sandbox;
       if (opts.reason !== undefined) {
         this.reason = opts.reason;
-        this.#broadcast(this.notice(`Kernel stopped: ${opts.reason}`));
+        this.#broadcast(this.notice(opts.notice ?? `Kernel stopped: ${opts.reason}`));
       } else if (sandbox && this.executionState !== 'dead') {
         await Promise.race([
           this.#gatewayRequest('control', 'shutdown_request', { restart: false }, 1000),
@@ -457,7 +465,7 @@ export class KernelSession implements ChannelHost {
       this.#clients.clear();
       this.#closeLinks();
       await sandbox?.destroy();
-      this.#log.info('kernel shut down');
+      this.#log.info(opts.reason === undefined ? {} : { reason: opts.reason }, 'kernel shut down');
     })();
     return this.#closed;
   }
@@ -491,6 +499,7 @@ export class KernelSession implements ChannelHost {
         this.#log[level]({ session: sessionId, ...extra }, msg);
       },
       this.opts.clients.pingIntervalMs,
+      this.opts.metrics,
     );
     this.attachSink(client, sink);
   }
@@ -533,7 +542,17 @@ export class KernelSession implements ChannelHost {
     const type = raw.header.msg_type;
     if (!UNTRACKED.has(type)) this.lastActivity = new Date();
     if (type.endsWith('_request') && raw.channel !== 'stdin') {
-      this.#pending.set(raw.header.msg_id, { header: raw.header, channel: raw.channel, client });
+      this.#pending.set(raw.header.msg_id, {
+        header: raw.header,
+        channel: raw.channel,
+        client,
+        at: performance.now(),
+      });
+    }
+    if (type === 'execute_request') {
+      this.#log.debug({ session: client.sessionId, msg_id: raw.header.msg_id }, 'execute_request');
+    } else if (type === 'interrupt_request') {
+      this.opts.metrics?.interrupt('request');
     }
     return true;
   }
@@ -542,12 +561,34 @@ export class KernelSession implements ChannelHost {
     this.#noteKernelSession(raw);
     const parentId = parseJson(raw.parentHeader).msg_id;
     if (typeof parentId !== 'string') return raw;
-    if (raw.header.msg_type.endsWith('_reply')) this.#pending.delete(parentId);
-    if (raw.header.msg_type === 'execute_reply' && this.#timedOut.has(parentId)) {
+    const type = raw.header.msg_type;
+    if (!type.endsWith('_reply')) return raw;
+    const pending = this.#pending.get(parentId);
+    this.#pending.delete(parentId);
+    if (type !== 'execute_reply') return raw;
+    let out = raw;
+    if (this.#timedOut.has(parentId)) {
       this.#timedOut.delete(parentId);
-      return this.#asTimeoutReply(raw);
+      out = this.#asTimeoutReply(raw);
     }
-    return raw;
+    if (pending) this.#executionAnswered(pending, parseJson(out.content).status);
+    return out;
+  }
+
+  /** An execute_request got its reply (from the kernel, or from the gateway for a dead kernel). */
+  #executionAnswered(p: PendingRequest, status: unknown): void {
+    const s = status === 'ok' || status === 'aborted' ? status : 'error';
+    const seconds = (performance.now() - p.at) / 1000;
+    this.opts.metrics?.execution(s, seconds);
+    this.#log.debug(
+      {
+        session: p.client.sessionId,
+        msg_id: p.header.msg_id,
+        status: s,
+        duration_ms: Math.round(seconds * 1000),
+      },
+      'execute_reply',
+    );
   }
 
   #timeoutText(): string {
@@ -622,7 +663,9 @@ export class KernelSession implements ChannelHost {
     } else if (type === 'execute_input' && parentId) {
       this.#executionStarted(parentId);
     }
-    if (tracked && type !== 'status') this.lastActivity = new Date();
+    // Output and the busy/idle of tracked requests count (so a long silent execution's end does);
+    // the kernel's bare start-up status and what answers probes or interrupts do not.
+    if (tracked && (type !== 'status' || parentType !== undefined)) this.lastActivity = new Date();
     // The kernel reports the deadline's interrupt as KeyboardInterrupt: say what happened.
     if (type === 'error' && parentId && this.#timedOut.has(parentId))
       raw = this.#asTimeoutError(raw);
@@ -668,6 +711,7 @@ export class KernelSession implements ChannelHost {
       { msg_id: msgId, limit_ms: this.opts.execTimeoutMs },
       'execution deadline reached: interrupting',
     );
+    this.opts.metrics?.executionTimeout();
     this.#timedOut.add(msgId);
     if (!this.#ladder.running) this.#ladderCause = 'deadline';
     const outcome = await this.#ladder.run();
@@ -682,6 +726,7 @@ export class KernelSession implements ChannelHost {
         ? 'OOM-killed: the kernel exceeded its memory limit'
         : `the kernel exited with code ${exit.exitCode ?? 'unknown'}`);
     this.#log.warn({ reason, exit }, 'sandbox stopped');
+    if (exit.oomKilled) this.opts.metrics?.oom();
     this.#deadline.disarmAll();
     this.#ladder.settle();
     const active = this.#activeExecution;
@@ -699,6 +744,7 @@ export class KernelSession implements ChannelHost {
             ? `Execution exceeded the ${this.opts.execTimeoutMs / 1000} s limit, did not stop on interrupt, and the sandbox was killed.`
             : 'Execution did not stop after an interrupt request, and the sandbox was killed.';
         this.#replyError(p.client, p.header, p.channel, 'ExecutionKilled', evalue);
+        this.#executionAnswered(p, 'error');
       }
     }
     this.#settleAllPending('KernelDied', `The kernel died: ${reason}`);
@@ -775,6 +821,9 @@ export class KernelSession implements ChannelHost {
     const pending = [...this.#pending.values()];
     this.#pending.clear();
     this.#timedOut.clear();
-    for (const p of pending) this.#replyError(p.client, p.header, p.channel, ename, evalue);
+    for (const p of pending) {
+      this.#replyError(p.client, p.header, p.channel, ename, evalue);
+      if (p.header.msg_type === 'execute_request') this.#executionAnswered(p, 'error');
+    }
   }
 }

@@ -31,7 +31,9 @@ export class SecurityService {
     const all = this.d.kernels.list();
     this.d.logger.warn({ kernels: all.length }, 'PANIC: killing every sandbox');
     const pooled = await this.d.kernels.pool.drain({ refill: true });
-    await Promise.allSettled(all.map((k) => this.d.kernels.terminate(k.id, 'killed by panic')));
+    await Promise.allSettled(
+      all.map((k) => this.d.kernels.terminate(k.id, 'killed by panic', { cause: 'panic' })),
+    );
     // Anything else labelled for this gateway, except sandboxes the pool started since.
     const orphans = await this.d.runtime.reapOrphans(this.d.kernels.pool.containerIds());
     return { killed: all.length + pooled + orphans };

@@ -10,11 +10,13 @@ import Docker from 'dockerode';
 import { readAppArmorHostFacts } from '../security/apparmor.js';
 import { DEFAULT_LIMITS, type SandboxPolicy } from '../security/policy.js';
 import type { GatewayConfig } from './config.js';
+import { Culler } from './culler.js';
 import { DockerRuntime } from './docker-runtime.js';
 import { createHttpApi } from './http-api.js';
 import { KernelRegistry } from './kernel-registry.js';
 import { KernelSpecs } from './kernelspecs.js';
 import { createLogger, type Logger } from './logger.js';
+import { GatewayMetrics } from './metrics.js';
 import type { KernelRuntime } from './runtime.js';
 import { SecurityService } from './security-service.js';
 import { SessionStore } from './sessions.js';
@@ -27,6 +29,7 @@ export interface Gateway {
   readonly sessions: SessionStore;
   readonly runtime: KernelRuntime;
   readonly logger: Logger;
+  readonly metrics: GatewayMetrics;
   /** Listens on config.ip:config.port; resolves with the bound port. */
   listen(): Promise<number>;
   /** Refuses new requests (503), closes sockets, removes every sandbox. Idempotent. */
@@ -76,7 +79,37 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
     startCpus: config.startCpus,
   });
   const specs = new KernelSpecs();
-  const kernels = new KernelRegistry(config, runtime, specs, logger);
+  const metrics = new GatewayMetrics();
+  const kernels = new KernelRegistry(config, runtime, specs, logger, metrics);
+  metrics.observe({
+    kernelStates: () => kernels.states(),
+    pool: () => ({ ready: kernels.pool.ready, starting: kernels.pool.filling }),
+  });
+  const culler = new Culler({
+    policy: {
+      idleTimeoutMs: config.cullIdleTimeoutS * 1000,
+      connected: config.cullConnected,
+      busy: config.cullBusy,
+    },
+    intervalMs: config.cullIntervalS * 1000,
+    kernels: () => kernels.list(),
+    // terminate() forgets the kernel before its first await, so no later check sees it again.
+    cull: async (k, idleMs) => {
+      const s = Math.round(idleMs / 1000);
+      logger.info(
+        { kernel: k.id, idle_s: s, state: k.executionState, connections: k.connections },
+        'culling an idle kernel',
+      );
+      metrics.culled();
+      try {
+        await kernels.terminate(k.id, `culled: idle for ${s} s`, {
+          notice: `Kernel culled after ${s} s idle`,
+        });
+      } catch (err) {
+        logger.warn({ kernel: k.id, err: String(err) }, 'culling a kernel failed');
+      }
+    },
+  });
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   const sessions = new SessionStore(kernels, path.join(config.stateDir, 'sessions.json'));
   const security = new SecurityService({
@@ -91,7 +124,16 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
   });
   let draining = false;
   const isDraining = (): boolean => draining;
-  const app = createHttpApi({ config, kernels, sessions, specs, security, logger, isDraining });
+  const app = createHttpApi({
+    config,
+    kernels,
+    sessions,
+    specs,
+    security,
+    logger,
+    isDraining,
+    metrics,
+  });
   const server = createServer(app);
   server.on('connection', (s) => {
     s.setNoDelay(true);
@@ -110,6 +152,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
     sessions,
     runtime,
     logger,
+    metrics,
     async listen() {
       // Kernels outlive the gateway: take over the sandboxes a previous run left, then remove
       // whatever could not be adopted (stopped containers, unbound pool sandboxes, stray dirs).
@@ -137,6 +180,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       }, 60_000);
       reaper.unref();
       kernels.pool.start();
+      culler.start();
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(config.port, config.ip, () => {
@@ -150,6 +194,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       closed ??= (async () => {
         draining = true;
         clearInterval(reaper);
+        await culler.stop();
         channels.close();
         const n = await kernels.shutdownAll();
         logger.info({ kernels: n }, 'all kernels removed');

@@ -14,6 +14,7 @@ import {
   type RawMessage,
 } from '../protocol/index.js';
 import type { ClientChannels, ClientSink } from './client-channels.js';
+import type { MetricsSink } from './metrics.js';
 
 /** The two WebSocket framings. */
 export type WireProtocol = 'v1' | 'legacy';
@@ -32,7 +33,9 @@ export class WsSink implements ClientSink {
       extra?: Record<string, unknown>,
     ) => void,
     pingIntervalMs: number,
+    metrics?: MetricsSink,
   ) {
+    metrics?.websocketOpened();
     ws.on('message', (data: Buffer | Buffer[] | ArrayBuffer, isBinary: boolean) => {
       this.#onFrame(data, isBinary);
     });
@@ -40,6 +43,7 @@ export class WsSink implements ClientSink {
       this.#alive = true;
     });
     ws.on('close', () => {
+      metrics?.websocketClosed();
       clearInterval(this.#ping);
       this.channels.detach(this);
     });

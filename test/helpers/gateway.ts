@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { createGateway, type Gateway } from '../../gateway/server.js';
 import { loadConfig, type GatewayConfig } from '../../gateway/config.js';
-import { createLogger } from '../../gateway/logger.js';
+import { createLogger, type Logger } from '../../gateway/logger.js';
 
 export interface TestGateway {
   gw: Gateway;
@@ -30,6 +30,7 @@ export function kernelImage(): string {
 
 export async function startTestGateway(
   overrides: Partial<GatewayConfig> = {},
+  opts: { logger?: Logger } = {},
 ): Promise<TestGateway> {
   // Short path: unix socket paths are limited to 107 bytes.
   const stateDir = mkdtempSync('/tmp/aido-t-');
@@ -45,7 +46,7 @@ export async function startTestGateway(
     logLevel: process.env.AIDO_TEST_LOG_LEVEL ?? 'silent',
     ...overrides,
   });
-  const gw = createGateway(config, { logger: createLogger(config.logLevel) });
+  const gw = createGateway(config, { logger: opts.logger ?? createLogger(config.logLevel) });
   const port = await gw.listen();
   const base = `http://127.0.0.1:${port}`;
   const api = (path: string, init: RequestInit = {}): Promise<Response> =>
