@@ -19,6 +19,10 @@ export type GatewayErrorCode =
   | 'KERNEL_DEAD'
   | 'DOCKER_UNAVAILABLE'
   | 'SHUTTING_DOWN'
+  | 'BAD_PATH'
+  | 'FILE_NOT_FOUND'
+  | 'WORKSPACE_FULL'
+  | 'SANDBOX_EXEC_FAILED'
   | 'INTERNAL';
 
 const STATUS: Record<GatewayErrorCode, { status: number; reason: string }> = {
@@ -39,6 +43,11 @@ const STATUS: Record<GatewayErrorCode, { status: number; reason: string }> = {
   KERNEL_DEAD: { status: 409, reason: 'Kernel Dead' },
   DOCKER_UNAVAILABLE: { status: 503, reason: 'Service Unavailable' },
   SHUTTING_DOWN: { status: 503, reason: 'Service Unavailable' },
+  BAD_PATH: { status: 400, reason: 'Bad Request' },
+  FILE_NOT_FOUND: { status: 404, reason: 'Not Found' },
+  WORKSPACE_FULL: { status: 507, reason: 'Insufficient Storage' },
+  // Mostly a sandbox at its process limit (an exec is one more process): worth a retry later.
+  SANDBOX_EXEC_FAILED: { status: 503, reason: 'Service Unavailable' },
   INTERNAL: { status: 500, reason: 'Internal Server Error' },
 };
 

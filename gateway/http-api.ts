@@ -26,6 +26,8 @@ export interface HttpApiDeps {
   isDraining: () => boolean;
   /** Served at GET /metrics (behind the same token as everything else). */
   metrics?: Pick<GatewayMetrics, 'contentType' | 'render'>;
+  /** The agent surface (execute, workspace files, MCP): parses its own bodies. */
+  agentApi?: express.Router;
 }
 
 function sendError(res: Response, err: GatewayError): void {
@@ -85,6 +87,8 @@ export function createHttpApi(deps: HttpApiDeps): express.Express {
     }
     next();
   });
+  // Before the JSON parser: uploads are raw bytes and /mcp takes larger JSON bodies.
+  if (deps.agentApi) app.use(deps.agentApi);
   app.use(express.json({ limit: '1mb', type: () => true }));
 
   const metrics = deps.metrics;

@@ -9,6 +9,8 @@ import type { AddressInfo } from 'node:net';
 import Docker from 'dockerode';
 import { readAppArmorHostFacts } from '../security/apparmor.js';
 import { DEFAULT_LIMITS, type SandboxPolicy } from '../security/policy.js';
+import { createAgentApi } from './agent-api.js';
+import { AgentExecutor } from './agent-execution.js';
 import type { GatewayConfig } from './config.js';
 import { Culler } from './culler.js';
 import { DockerRuntime } from './docker-runtime.js';
@@ -16,10 +18,12 @@ import { createHttpApi } from './http-api.js';
 import { KernelRegistry } from './kernel-registry.js';
 import { KernelSpecs } from './kernelspecs.js';
 import { createLogger, type Logger } from './logger.js';
+import { McpGateway } from './mcp-server.js';
 import { GatewayMetrics } from './metrics.js';
 import type { KernelRuntime } from './runtime.js';
 import { SecurityService } from './security-service.js';
 import { SessionStore } from './sessions.js';
+import { WorkspaceFiles, type SandboxExec } from './workspace-files.js';
 import { createChannelsServer } from './ws-server.js';
 
 export interface Gateway {
@@ -124,6 +128,18 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
   });
   let draining = false;
   const isDraining = (): boolean => draining;
+  const sandboxExec: SandboxExec = (containerId, argv, stdin) =>
+    runtime.exec(containerId, argv, stdin);
+  const files = new WorkspaceFiles(sandboxExec, logger.child({ component: 'workspace-files' }));
+  const executor = new AgentExecutor({ files, exec: sandboxExec, logger });
+  const mcp = new McpGateway({
+    config,
+    kernels,
+    executor,
+    files,
+    logger: logger.child({ component: 'mcp' }),
+  });
+  const agentApi = createAgentApi({ config, kernels, executor, files, mcp, logger });
   const app = createHttpApi({
     config,
     kernels,
@@ -132,6 +148,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
     security,
     logger,
     isDraining,
+    agentApi,
     metrics,
   });
   const server = createServer(app);
@@ -196,6 +213,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
         clearInterval(reaper);
         await culler.stop();
         channels.close();
+        await mcp.close();
         const n = await kernels.shutdownAll();
         logger.info({ kernels: n }, 'all kernels removed');
         await new Promise<void>((resolve) => {

@@ -1,0 +1,438 @@
+/**
+ * Files in a kernel's /workspace, read and written from the gateway. /workspace is a tmpfs inside
+ * the container, which Docker's archive API (docker cp) cannot see, so every operation runs a fixed
+ * Python program in the sandbox through `exec`, as the sandbox user and under the sandbox's limits.
+ * The user's path reaches that program as an argv element (data, never code or shell); the program
+ * resolves it with realpath and refuses anything outside /workspace with a distinct exit code.
+ * Paths are also checked here first (no NUL, no `..`, bounded length).
+ *
+ * The container is the security boundary: the helper can reach nothing the kernel's own code
+ * cannot. The confinement keeps the file API to the workspace, and its answers free of the content
+ * of anything else in the sandbox (a symlink to /etc, say).
+ */
+import { z } from 'zod';
+import { WORKSPACE_DIR } from '../security/policy.js';
+import { GatewayError } from './errors.js';
+import type { Logger } from './logger.js';
+import type { ExecResult } from './runtime.js';
+
+/** Runs argv (with stdin) in the sandbox of a container. */
+export type SandboxExec = (
+  containerId: string,
+  argv: string[],
+  stdin?: Buffer,
+) => Promise<ExecResult>;
+
+/** Longest path accepted (Linux PATH_MAX) and longest name in it (NAME_MAX), in UTF-8 bytes. */
+const MAX_PATH_BYTES = 4096;
+const MAX_NAME_BYTES = 255;
+/** Entries a listing or a snapshot returns at most. */
+export const MAX_ENTRIES = 10_000;
+
+/** Exit codes of the helper, one per refusal. */
+const EXIT = {
+  outside: 10,
+  missing: 11,
+  isDir: 12,
+  notDir: 13,
+  noSpace: 14,
+  notRegular: 15,
+  denied: 16,
+  nameTooLong: 17,
+} as const;
+
+/**
+ * The helper. argv: `<op> <path>`, path relative to /workspace. Exits 0 with JSON (or the file's
+ * bytes for `read`) on stdout, or with one of the codes of EXIT. It never echoes a path's content
+ * on refusal. `signal.alarm` bounds its life; O_NONBLOCK keeps a FIFO from blocking an open.
+ */
+const HELPER = String.raw`
+import errno, json, os, signal, stat, sys
+signal.alarm(120)
+ROOT = '/workspace'
+MAX_ENTRIES = ${MAX_ENTRIES}
+OUTSIDE, MISSING, IS_DIR, NOT_DIR, NO_SPACE, NOT_REGULAR, DENIED, NAME_TOO_LONG = 10, 11, 12, 13, 14, 15, 16, 17
+ERRNO = {errno.ENOENT: MISSING, errno.EISDIR: IS_DIR, errno.ENOTDIR: NOT_DIR, errno.EEXIST: NOT_DIR,
+         errno.ENOSPC: NO_SPACE, errno.EDQUOT: NO_SPACE, errno.EFBIG: NO_SPACE, errno.EACCES: DENIED,
+         errno.EPERM: DENIED, errno.ELOOP: OUTSIDE, errno.ENXIO: NOT_REGULAR,
+         errno.ENAMETOOLONG: NAME_TOO_LONG}
+
+def inside(p):
+    return p == ROOT or p.startswith(ROOT + '/')
+
+def resolve(rel):
+    p = os.path.realpath(os.path.join(ROOT, rel))
+    if not inside(p):
+        sys.exit(OUTSIDE)
+    return p
+
+def rel_of(p):
+    return '' if p == ROOT else os.path.relpath(p, ROOT)
+
+def kind(mode):
+    if stat.S_ISDIR(mode): return 'directory'
+    if stat.S_ISREG(mode): return 'file'
+    if stat.S_ISLNK(mode): return 'symlink'
+    return 'other'
+
+def entry(p, st):
+    return {'name': os.path.basename(p), 'path': rel_of(p), 'type': kind(st.st_mode),
+            'size': st.st_size, 'mtime_ns': str(st.st_mtime_ns)}
+
+def out(obj):
+    sys.stdout.write(json.dumps(obj, separators=(',', ':')))
+
+def open_regular(p, flags):
+    fd = os.open(p, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    st = os.fstat(fd)
+    if stat.S_ISDIR(st.st_mode): sys.exit(IS_DIR)
+    if not stat.S_ISREG(st.st_mode): sys.exit(NOT_REGULAR)
+    os.set_blocking(fd, True)
+    return fd
+
+def op_list(rel):
+    p = resolve(rel)
+    if not stat.S_ISDIR(os.stat(p).st_mode): sys.exit(NOT_DIR)
+    items, truncated = [], False
+    with os.scandir(p) as it:
+        for e in it:
+            if len(items) >= MAX_ENTRIES:
+                truncated = True
+                break
+            try:
+                items.append(entry(e.path, e.stat(follow_symlinks=False)))
+            except FileNotFoundError:
+                pass
+    items.sort(key=lambda i: i['name'])
+    out({'path': rel_of(p), 'entries': items, 'truncated': truncated})
+
+def op_read(rel):
+    fd = open_regular(resolve(rel), os.O_RDONLY)
+    w = sys.stdout.buffer
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk: break
+        w.write(chunk)
+    w.flush()
+
+def op_write(rel):
+    p = resolve(rel)
+    if p == ROOT: sys.exit(IS_DIR)
+    # realpath resolved every existing component: what makedirs creates is inside ROOT.
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    created = not os.path.lexists(p)
+    fd = open_regular(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    src = sys.stdin.buffer
+    try:
+        while True:
+            chunk = src.read(1 << 20)
+            if not chunk: break
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
+    except OSError as e:
+        if ERRNO.get(e.errno) == NO_SPACE:
+            os.close(fd)
+            os.unlink(p)
+            sys.exit(NO_SPACE)
+        raise
+    st = os.fstat(fd)
+    os.close(fd)
+    out(dict(entry(p, st), created=created))
+
+def op_delete(rel):
+    full = os.path.join(ROOT, rel)
+    # The last component itself is removed, not what it points to: resolve only its directory.
+    parent = os.path.realpath(os.path.dirname(full))
+    name = os.path.basename(full)
+    if not inside(parent): sys.exit(OUTSIDE)
+    if not name: sys.exit(IS_DIR)
+    p = os.path.join(parent, name)
+    if stat.S_ISDIR(os.lstat(p).st_mode):
+        import shutil
+        shutil.rmtree(p)
+    else:
+        os.unlink(p)
+    out({'path': rel_of(p)})
+
+def op_snapshot(_rel):
+    files, truncated = [], False
+    for d, _dirs, names in os.walk(ROOT):
+        for n in names:
+            p = os.path.join(d, n)
+            try:
+                st = os.lstat(p)
+            except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode): continue
+            if len(files) >= MAX_ENTRIES:
+                truncated = True
+                break
+            files.append([rel_of(p), st.st_size, str(st.st_mtime_ns)])
+        if truncated: break
+    out({'files': files, 'truncated': truncated})
+
+OPS = {'list': op_list, 'read': op_read, 'write': op_write, 'delete': op_delete, 'snapshot': op_snapshot}
+try:
+    OPS[sys.argv[1]](sys.argv[2])
+except OSError as e:
+    sys.exit(ERRNO.get(e.errno, 1))
+`;
+
+/** One entry of a directory listing. */
+export interface WorkspaceEntry {
+  name: string;
+  /** Relative to /workspace. */
+  path: string;
+  type: 'file' | 'directory' | 'symlink' | 'other';
+  size: number;
+  /** ISO 8601. */
+  mtime: string;
+}
+
+/** A directory listing. */
+export interface WorkspaceListing {
+  path: string;
+  entries: WorkspaceEntry[];
+  /** More than {@link MAX_ENTRIES} entries: the rest are left out. */
+  truncated: boolean;
+}
+
+/** Regular files of /workspace by path: size and mtime (ns, as a string: it exceeds 2^53). */
+export interface WorkspaceSnapshot {
+  files: Map<string, { size: number; mtimeNs: string }>;
+  truncated: boolean;
+}
+
+/**
+ * Checks a client's path and returns it relative to /workspace ('' is /workspace itself).
+ * Accepts `a/b.csv`, `/workspace/a/b.csv`; refuses NUL and control characters, `..` segments,
+ * absolute paths elsewhere, and over-long paths or names.
+ */
+export function workspacePath(raw: unknown): string {
+  if (typeof raw !== 'string') throw new GatewayError('BAD_PATH', 'path must be a string');
+  if (Buffer.byteLength(raw) > MAX_PATH_BYTES)
+    throw new GatewayError('BAD_PATH', `path is longer than ${MAX_PATH_BYTES} bytes`);
+  if (/[\u0000-\u001f\u007f]/.test(raw))
+    throw new GatewayError('BAD_PATH', 'path contains a NUL or control character');
+  let rel = raw;
+  if (rel.startsWith('/')) {
+    if (rel !== WORKSPACE_DIR && !rel.startsWith(`${WORKSPACE_DIR}/`))
+      throw new GatewayError('BAD_PATH', `path is outside ${WORKSPACE_DIR}`);
+    rel = rel.slice(WORKSPACE_DIR.length);
+  }
+  const segments = rel.split('/').filter((s) => s !== '' && s !== '.');
+  for (const s of segments) {
+    if (s === '..') throw new GatewayError('BAD_PATH', 'path must not contain ".." segments');
+    if (Buffer.byteLength(s) > MAX_NAME_BYTES)
+      throw new GatewayError('BAD_PATH', `a path segment is longer than ${MAX_NAME_BYTES} bytes`);
+  }
+  return segments.join('/');
+}
+
+const MIME: Record<string, string> = {
+  txt: 'text/plain',
+  log: 'text/plain',
+  md: 'text/markdown',
+  csv: 'text/csv',
+  tsv: 'text/tab-separated-values',
+  json: 'application/json',
+  jsonl: 'application/x-ndjson',
+  ndjson: 'application/x-ndjson',
+  xml: 'application/xml',
+  yaml: 'application/yaml',
+  yml: 'application/yaml',
+  html: 'text/html',
+  htm: 'text/html',
+  css: 'text/css',
+  js: 'text/javascript',
+  py: 'text/x-python',
+  ipynb: 'application/x-ipynb+json',
+  png: 'image/png',
+  jpg: 'image/jpeg',
+  jpeg: 'image/jpeg',
+  gif: 'image/gif',
+  webp: 'image/webp',
+  svg: 'image/svg+xml',
+  pdf: 'application/pdf',
+  zip: 'application/zip',
+  gz: 'application/gzip',
+  tar: 'application/x-tar',
+  parquet: 'application/vnd.apache.parquet',
+  xlsx: 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet',
+  npy: 'application/octet-stream',
+};
+
+/** The MIME type of a file by its extension (application/octet-stream when unknown). */
+export function mimeTypeOf(path: string): string {
+  const name = path.slice(path.lastIndexOf('/') + 1);
+  const dot = name.lastIndexOf('.');
+  if (dot <= 0) return 'application/octet-stream';
+  return MIME[name.slice(dot + 1).toLowerCase()] ?? 'application/octet-stream';
+}
+
+/** Whether a MIME type is text (served with charset=utf-8). */
+export function isTextMime(mime: string): boolean {
+  return (
+    mime.startsWith('text/') ||
+    mime === 'application/json' ||
+    mime === 'application/x-ndjson' ||
+    mime === 'application/xml' ||
+    mime === 'application/yaml' ||
+    mime === 'application/x-ipynb+json' ||
+    mime === 'image/svg+xml'
+  );
+}
+
+function mtimeIso(ns: string): string {
+  return new Date(Number(BigInt(ns) / 1_000_000n)).toISOString();
+}
+
+// The helper's answers come from inside the sandbox: parsed, not trusted.
+const RawEntry = z.object({
+  name: z.string(),
+  path: z.string(),
+  type: z.enum(['file', 'directory', 'symlink', 'other']),
+  size: z.number().int().nonnegative(),
+  mtime_ns: z.string().regex(/^\d{1,25}$/),
+});
+const RawListing = z.object({
+  path: z.string(),
+  entries: z.array(RawEntry).max(MAX_ENTRIES),
+  truncated: z.boolean(),
+});
+const RawWritten = RawEntry.extend({ created: z.boolean() });
+const RawSnapshot = z.object({
+  files: z
+    .array(z.tuple([z.string(), z.number().int().nonnegative(), z.string().regex(/^\d{1,25}$/)]))
+    .max(MAX_ENTRIES),
+  truncated: z.boolean(),
+});
+
+function toEntry(e: z.infer<typeof RawEntry>): WorkspaceEntry {
+  return { name: e.name, path: e.path, type: e.type, size: e.size, mtime: mtimeIso(e.mtime_ns) };
+}
+
+function parseOutput<S extends z.ZodType>(schema: S, stdout: Buffer): z.infer<S> {
+  let value: unknown;
+  try {
+    value = JSON.parse(stdout.toString('utf8'));
+  } catch (err) {
+    throw new GatewayError('SANDBOX_EXEC_FAILED', 'the workspace helper answered garbage', {
+      cause: err,
+    });
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success)
+    throw new GatewayError('SANDBOX_EXEC_FAILED', 'the workspace helper answered garbage');
+  return parsed.data;
+}
+
+/** Workspace file operations on a kernel's sandbox, by container id. */
+export class WorkspaceFiles {
+  constructor(
+    private readonly exec: SandboxExec,
+    private readonly logger: Logger,
+  ) {}
+
+  async #run(containerId: string, op: string, rel: string, stdin?: Buffer): Promise<Buffer> {
+    let r: ExecResult;
+    try {
+      // -I: ignore PYTHON* variables and the user site; -S: no site import (faster, less surface).
+      r = await this.exec(containerId, ['python3', '-I', '-S', '-c', HELPER, op, rel], stdin);
+    } catch (err) {
+      if (err instanceof GatewayError) throw err;
+      this.logger.warn({ err: String(err), op }, 'workspace helper could not run');
+      throw new GatewayError(
+        'SANDBOX_EXEC_FAILED',
+        'could not run the workspace helper in the sandbox (it may be at its process limit)',
+        { cause: err },
+      );
+    }
+    if (r.exitCode === 0) return r.stdout;
+    const shown = rel === '' ? WORKSPACE_DIR : rel;
+    switch (r.exitCode) {
+      case EXIT.outside:
+        throw new GatewayError('BAD_PATH', `${shown} resolves outside ${WORKSPACE_DIR}`);
+      case EXIT.missing:
+        throw new GatewayError('FILE_NOT_FOUND', `no such file or directory: ${shown}`);
+      case EXIT.isDir:
+        throw new GatewayError('BAD_PATH', `${shown} is a directory`);
+      case EXIT.notDir:
+        throw new GatewayError('BAD_PATH', `${shown} (or a parent of it) is not a directory`);
+      case EXIT.noSpace:
+        throw new GatewayError(
+          'WORKSPACE_FULL',
+          `no space left in ${WORKSPACE_DIR} for ${shown} (the workspace is a size-capped tmpfs)`,
+        );
+      case EXIT.notRegular:
+        throw new GatewayError('BAD_PATH', `${shown} is not a regular file`);
+      case EXIT.denied:
+        throw new GatewayError('BAD_PATH', `permission denied: ${shown}`);
+      case EXIT.nameTooLong:
+        throw new GatewayError('BAD_PATH', `a name in ${shown} is too long`);
+      default:
+        // The helper's stderr stays in the log: it may quote the sandbox's files.
+        this.logger.warn(
+          { op, exitCode: r.exitCode, stderr: r.stderr.subarray(0, 2000).toString() },
+          'workspace helper failed',
+        );
+        throw new GatewayError(
+          'SANDBOX_EXEC_FAILED',
+          `the workspace helper failed (exit code ${r.exitCode}; the sandbox may be at its process or memory limit)`,
+        );
+    }
+  }
+
+  /** Lists a directory (relative path from {@link workspacePath}). */
+  async list(containerId: string, rel: string): Promise<WorkspaceListing> {
+    const raw = parseOutput(RawListing, await this.#run(containerId, 'list', rel));
+    return { path: raw.path, entries: raw.entries.map(toEntry), truncated: raw.truncated };
+  }
+
+  /** The bytes of a regular file. */
+  read(containerId: string, rel: string): Promise<Buffer> {
+    if (rel === '') throw new GatewayError('BAD_PATH', `${WORKSPACE_DIR} is a directory`);
+    return this.#run(containerId, 'read', rel);
+  }
+
+  /** Creates or replaces a file (and its parent directories) with `data`. */
+  async write(
+    containerId: string,
+    rel: string,
+    data: Buffer,
+  ): Promise<WorkspaceEntry & { created: boolean }> {
+    if (rel === '') throw new GatewayError('BAD_PATH', `${WORKSPACE_DIR} is a directory`);
+    const raw = parseOutput(RawWritten, await this.#run(containerId, 'write', rel, data));
+    return { ...toEntry(raw), created: raw.created };
+  }
+
+  /** Removes a file, a symlink (not its target) or a directory with everything in it. */
+  async remove(containerId: string, rel: string): Promise<void> {
+    if (rel === '') throw new GatewayError('BAD_PATH', `${WORKSPACE_DIR} itself cannot be deleted`);
+    await this.#run(containerId, 'delete', rel);
+  }
+
+  /** Every regular file under /workspace with its size and mtime (symlinks not followed). */
+  async snapshot(containerId: string): Promise<WorkspaceSnapshot> {
+    const raw = parseOutput(RawSnapshot, await this.#run(containerId, 'snapshot', ''));
+    const files = new Map<string, { size: number; mtimeNs: string }>();
+    for (const [p, size, mtimeNs] of raw.files) files.set(p, { size, mtimeNs });
+    return { files, truncated: raw.truncated };
+  }
+}
+
+/** The files of `after` that are new or changed since `before`. */
+export function changedFiles(
+  before: WorkspaceSnapshot,
+  after: WorkspaceSnapshot,
+): { path: string; size: number; change: 'created' | 'modified' }[] {
+  const out: { path: string; size: number; change: 'created' | 'modified' }[] = [];
+  for (const [p, now] of after.files) {
+    const was = before.files.get(p);
+    if (!was) out.push({ path: p, size: now.size, change: 'created' });
+    else if (was.size !== now.size || was.mtimeNs !== now.mtimeNs)
+      out.push({ path: p, size: now.size, change: 'modified' });
+  }
+  return out.sort((a, b) => a.path.localeCompare(b.path));
+}
