@@ -42,10 +42,11 @@ export class WsSink implements ClientSink {
     ws.on('pong', () => {
       this.#alive = true;
     });
-    ws.on('close', () => {
+    ws.on('close', (code: number) => {
       metrics?.websocketClosed();
       clearInterval(this.#ping);
       this.channels.detach(this);
+      this.log('debug', 'channels disconnected', { code });
     });
     ws.on('error', (err) => {
       this.log('debug', 'websocket error', { err: String(err) });
