@@ -94,6 +94,8 @@ function errorResult(err: unknown): CallToolResult {
 /** One MCP session: its transport, server, and the kernel it started (if any). */
 class McpSession {
   lastUsed = Date.now();
+  /** POSTs (tool calls) under way: a session is not idle while one runs. */
+  active = 0;
   #kernel: Promise<KernelSession> | undefined;
   #kernelId: string | undefined;
   #closed = false;
@@ -161,7 +163,7 @@ export class McpGateway {
         () => {
           const cutoff = Date.now() - idleMs;
           for (const s of this.#sessions.values())
-            if (s.lastUsed < cutoff) void s.transport.close();
+            if (s.active === 0 && s.lastUsed < cutoff) void s.transport.close();
         },
         Math.min(60_000, idleMs),
       );
@@ -193,6 +195,14 @@ export class McpGateway {
       session.lastUsed = Date.now();
       // Ending the session ends its kernel first, so the client's DELETE returns once it is gone.
       if (req.method === 'DELETE') await session.closeKernel();
+      if (req.method === 'POST') {
+        session.active++;
+        // The answer may be an SSE stream that outlives handleRequest: count until it closes.
+        res.once('close', () => {
+          session.active--;
+          session.lastUsed = Date.now();
+        });
+      }
       await session.transport.handleRequest(req, res, body);
       return;
     }
