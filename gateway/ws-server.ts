@@ -61,7 +61,13 @@ export function createChannelsServer(
         `origin ${req.headers.origin ?? ''} is not allowed`,
       );
     }
-    const kernel = kernels.find(decodeURIComponent(m[1]));
+    let kernelId: string;
+    try {
+      kernelId = decodeURIComponent(m[1]);
+    } catch {
+      return new GatewayError('BAD_REQUEST', 'the kernel id in the URL is not valid %-encoding');
+    }
+    const kernel = kernels.find(kernelId);
     if (!kernel) return new GatewayError('KERNEL_NOT_FOUND', `Kernel does not exist: ${m[1]}`);
     const sessionId = url.searchParams.get('session_id') || randomUUID();
     if (!SESSION_ID.test(sessionId))
@@ -71,9 +77,16 @@ export function createChannelsServer(
 
   return {
     handleUpgrade(req, socket, head) {
-      const url = new URL(req.url ?? '/', 'http://gateway');
       const log = logger.child({ url: redactUrl(req.url ?? '') });
       socket.on('error', () => undefined);
+      let url: URL;
+      try {
+        url = new URL(req.url ?? '/', 'http://gateway');
+      } catch {
+        // A request target that is no URL (`//[`): thrown here, it would end the process.
+        refuse(socket, new GatewayError('BAD_REQUEST', 'the request URL is malformed'));
+        return;
+      }
       const checked = check(req, url);
       if (checked instanceof GatewayError) {
         log.info({ code: checked.code, origin: req.headers.origin }, 'channels upgrade refused');
