@@ -77,7 +77,13 @@ export function createHttpApi(deps: HttpApiDeps): express.Express {
       sendError(res, new GatewayError('SHUTTING_DOWN', 'the gateway is shutting down'));
       return;
     }
-    const url = new URL(req.originalUrl, 'http://gateway');
+    let url: URL;
+    try {
+      url = new URL(req.originalUrl, 'http://gateway');
+    } catch {
+      sendError(res, new GatewayError('BAD_REQUEST', 'the request URL is malformed'));
+      return;
+    }
     if (!isAuthorized(req, url, config.authToken, false)) {
       sendError(
         res,
@@ -196,6 +202,13 @@ export function createHttpApi(deps: HttpApiDeps): express.Express {
       ge = new GatewayError('BAD_JSON', 'the request body is not valid JSON');
     else if (e.type === 'entity.too.large')
       ge = new GatewayError('PAYLOAD_TOO_LARGE', 'the request body is too large');
+    // The HTTP stack's other client errors: a malformed %-escape in a path parameter, an
+    // unsupported charset or Content-Encoding, a body that does not decompress.
+    else if (typeof e.status === 'number' && e.status >= 400 && e.status < 500)
+      ge = new GatewayError(
+        'BAD_REQUEST',
+        'the request is malformed (URL encoding or body encoding)',
+      );
     else ge = asGatewayError(err);
     if (ge.code === 'INTERNAL') logger.error({ err, path: req.path }, 'unhandled error');
     else logger.debug({ code: ge.code, path: req.path, ...kernelOfPath(req.path) }, ge.message);
