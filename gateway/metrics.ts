@@ -171,8 +171,9 @@ export class GatewayMetrics implements MetricsSink {
         this.reset();
         CHANNELS.forEach((channel, c) => {
           DIRECTIONS.forEach((direction, d) => {
-            const v = from[c * DIRECTIONS.length + d] ?? 0;
-            if (v > 0) this.inc({ channel, direction }, v);
+            // Clients never send on iopub; every other pair is shown, from 0.
+            if (channel === 'iopub' && direction === 'to_kernel') return;
+            this.inc({ channel, direction }, from[c * DIRECTIONS.length + d] ?? 0);
           });
         });
       };

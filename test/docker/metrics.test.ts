@@ -114,6 +114,11 @@ describe('Prometheus metrics (real kernels)', function () {
     expect(value(s, 'aido_execution_timeouts_total')).to.equal(0);
     expect(value(s, 'aido_kernel_ooms_total')).to.equal(0);
     expect(value(s, 'aido_websocket_connections')).to.equal(0);
+    for (const channel of ['shell', 'control', 'stdin', 'iopub'])
+      expect(value(s, 'aido_messages_total', { channel, direction: 'to_client' })).to.equal(0);
+    expect(
+      s.has(key('aido_messages_total', { channel: 'iopub', direction: 'to_kernel' })),
+    ).to.equal(false);
   });
 
   let kernelA: string;
@@ -153,16 +158,13 @@ describe('Prometheus metrics (real kernels)', function () {
     const shellIn = { channel: 'shell', direction: 'to_kernel' };
     const shellOut = { channel: 'shell', direction: 'to_client' };
     const iopubOut = { channel: 'iopub', direction: 'to_client' };
-    // First sight of these label pairs: absent before, so count from 0.
-    const d = (name: string, labels: Record<string, string>): number =>
-      value(s, name, labels) - (before.get(key(name, labels)) ?? 0);
-    expect(d('aido_messages_total', shellIn)).to.equal(1);
-    expect(d('aido_messages_total', shellOut)).to.equal(1);
+    expect(delta('aido_messages_total', shellIn)).to.equal(1);
+    expect(delta('aido_messages_total', shellOut)).to.equal(1);
     // busy, execute_input, stream, idle: what the client received.
-    expect(d('aido_messages_total', iopubOut)).to.equal(r.iopub.length);
+    expect(delta('aido_messages_total', iopubOut)).to.equal(r.iopub.length);
     expect(r.iopub.length).to.equal(4);
-    expect(d('aido_message_bytes_total', shellIn)).to.be.above(code.length + 100);
-    expect(d('aido_message_bytes_total', iopubOut)).to.be.above(4 * 100);
+    expect(delta('aido_message_bytes_total', shellIn)).to.be.above(code.length + 100);
+    expect(delta('aido_message_bytes_total', iopubOut)).to.be.above(4 * 100);
   });
 
   it('counts a timeout with its deadline interrupt, then a deadline kill and the OOM', async () => {
