@@ -391,9 +391,9 @@ export class WorkspaceFiles {
   }
 
   /** The bytes of a regular file. */
-  read(containerId: string, rel: string): Promise<Buffer> {
+  async read(containerId: string, rel: string): Promise<Buffer> {
     if (rel === '') throw new GatewayError('BAD_PATH', `${WORKSPACE_DIR} is a directory`);
-    return this.#run(containerId, 'read', rel);
+    return await this.#run(containerId, 'read', rel);
   }
 
   /** Creates or replaces a file (and its parent directories) with `data`. */
