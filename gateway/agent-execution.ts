@@ -73,14 +73,15 @@ export interface AgentImage {
 
 /** The answer to an execute request. */
 export interface ExecutionDocument {
+  /** The kernel that ran it (not for one-shot executions: that sandbox is gone). */
   kernel_id?: string;
   status: AgentStatus;
+  /** For every status but ok: what ended it. */
+  error?: { ename: string; evalue: string };
   execution_count: number | null;
   outputs: AgentOutput[];
   /** Output past the size cap was dropped. */
   outputs_truncated?: true;
-  /** For every status but ok: what ended it. */
-  error?: { ename: string; evalue: string };
   artifacts: Artifact[];
   /** Why artifacts could not be determined (the listing is then empty). */
   artifacts_error?: string;
@@ -573,19 +574,20 @@ export class AgentExecutor {
       }
     }
 
+    // Field order is the order a reader wants: what ran where, how it ended, then the details.
     const doc: ExecutionDocument = {
+      ...(opts.artifacts === 'url' ? { kernel_id: kernel.id } : {}),
       status: run.status,
+      ...(run.error ? { error: run.error } : {}),
       execution_count: run.execution_count,
       outputs: run.outputs,
+      ...(run.outputs_truncated ? { outputs_truncated: true as const } : {}),
       artifacts,
+      ...(artifactsError !== undefined ? { artifacts_error: artifactsError } : {}),
+      ...(artifactsTruncated ? { artifacts_truncated: true as const } : {}),
       images: imagesOf(run.outputs),
       duration_ms: run.duration_ms,
     };
-    if (opts.artifacts === 'url') doc.kernel_id = kernel.id;
-    if (run.outputs_truncated) doc.outputs_truncated = true;
-    if (run.error) doc.error = run.error;
-    if (artifactsError !== undefined) doc.artifacts_error = artifactsError;
-    if (artifactsTruncated) doc.artifacts_truncated = true;
     opts.onEvent?.({ event: 'done', data: doc });
     return doc;
   }
