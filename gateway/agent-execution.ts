@@ -348,20 +348,25 @@ export function runCode(kernel: KernelSession, opts: RunOptions): Promise<RunOut
     let timedOut = false;
     let finished = false;
 
-    const cleanup = (): void => {
+    const cleanup = (how: 'done' | 'abandoned'): void => {
       finished = true;
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
       const channels = client.channels;
-      if (channels) {
-        channels.close(1000, 'agent execution finished');
-        // The session forgets closed channels only on expiry: tell it now.
-        kernel.expired(channels);
+      if (!channels) return;
+      if (how === 'abandoned') {
+        // The execution runs on: detach like a dropped socket, so the reply still reaches these
+        // channels (settling the kernel's pending request) until they expire.
+        channels.detach(sink);
+        return;
       }
+      channels.close(1000, 'agent execution finished');
+      // The session forgets closed channels only on expiry: tell it now.
+      kernel.expired(channels);
     };
     const finish = (): void => {
       if (finished || !reply || !idle) return;
-      cleanup();
+      cleanup('done');
       const { status, error } = statusOf(reply, timedOut);
       const outcome: RunOutcome = {
         status,
@@ -381,7 +386,7 @@ export function runCode(kernel: KernelSession, opts: RunOptions): Promise<RunOut
     };
     function onAbort(): void {
       if (finished) return;
-      cleanup();
+      cleanup('abandoned');
       reject(new GatewayError('BAD_REQUEST', 'the client went away'));
     }
     const startTimer = (): void => {
@@ -447,12 +452,13 @@ export function runCode(kernel: KernelSession, opts: RunOptions): Promise<RunOut
       finish();
     };
 
+    const sink = new CollectorSink(onMessage, onClose);
     if (opts.signal?.aborted) {
       reject(new GatewayError('BAD_REQUEST', 'the client went away'));
       return;
     }
     opts.signal?.addEventListener('abort', onAbort);
-    client.channels = kernel.attachSink(sessionId, new CollectorSink(onMessage, onClose));
+    client.channels = kernel.attachSink(sessionId, sink);
     client.channels.receive(toRaw(request));
   });
 }

@@ -312,6 +312,26 @@ describe('agent API: POST /api/kernels/{id}/execute (docker)', function () {
     });
   }
 
+  it('carries on when a client goes away mid-execution: the code finishes, the kernel stays usable', async () => {
+    const abort = new AbortController();
+    const res = await t.api(`/api/kernels/${kernelId}/execute`, {
+      method: 'POST',
+      headers: { Accept: 'text/event-stream' },
+      body: JSON.stringify({
+        code: "import time\nprint('started', flush=True)\ntime.sleep(1.5)\nabandoned_result = 'finished anyway'",
+      }),
+      signal: abort.signal,
+    });
+    const reader: ReadableStreamDefaultReader<Uint8Array> = res.body!.getReader();
+    const first = await reader.read();
+    expect(new TextDecoder().decode(first.value)).to.include('started');
+    abort.abort();
+    // Queued behind the abandoned execution, which still completes.
+    const doc = await run({ code: 'abandoned_result' });
+    expect(doc.status).to.equal('ok');
+    expect(only(doc, 'execute_result')[0]?.data['text/plain']).to.equal("'finished anyway'");
+  });
+
   it('streams an error answer as plain JSON when the request is refused before it starts', async () => {
     const res = await t.api(`/api/kernels/${kernelId}/execute`, {
       method: 'POST',
