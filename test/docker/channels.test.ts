@@ -290,10 +290,11 @@ describe('channels WebSocket (real sandboxes)', function () {
   it('interrupts a running execution through the REST endpoint (KeyboardInterrupt)', async () => {
     const c = await TestClient.connect(url(kernelB), { token: t.token });
     try {
-      const run = c.execute('import time; time.sleep(60)');
+      // Interrupt once the cell is inside the sleep (see the @jupyterlab/services test).
+      const run = c.execute("import time; print('sleeping', flush=True); time.sleep(60)");
       await c.waitFor(
-        (m) => m.header.msg_type === 'status' && m.content.execution_state === 'busy',
-        'busy',
+        (m) => m.header.msg_type === 'stream' && m.content.text === 'sleeping\n',
+        'the cell to start sleeping',
       );
       expect(
         (await t.api(`/api/kernels/${kernelB}/interrupt`, { method: 'POST' })).status,

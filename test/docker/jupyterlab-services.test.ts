@@ -137,8 +137,17 @@ describe('@jupyterlab/services client (real sandboxes)', function () {
   });
 
   it('interrupts time.sleep(60) with KeyboardInterrupt', async () => {
-    const future = kernel.requestExecute({ code: 'import time; time.sleep(60)' });
-    await waitForStatus(kernel, 'busy');
+    // Interrupt only once the cell is inside the sleep: a SIGINT that lands in the kernel's own
+    // code before the cell runs is not a KeyboardInterrupt of the cell (as in any Jupyter kernel).
+    const future = kernel.requestExecute({
+      code: "import time; print('sleeping', flush=True); time.sleep(60)",
+    });
+    const sleeping = new Promise<void>((resolve) => {
+      future.onIOPub = (msg) => {
+        if (msg.header.msg_type === 'stream') resolve();
+      };
+    });
+    await sleeping;
     await kernel.interrupt();
     const reply = await future.done.catch(
       (e: unknown) => (e as { content?: unknown; msg?: KernelMessage.IExecuteReplyMsg }).msg ?? e,
