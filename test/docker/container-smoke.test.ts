@@ -94,9 +94,13 @@ describe('hardened kernel container over ipc (zeromq.js, no gateway)', function 
     iopub.connect(sandbox.connection.endpoints.iopub);
     try {
       let info: JupyterMessage | undefined;
+      // Until the kernel answers on shell AND the SUB has received something: a PUB drops what it
+      // publishes before the subscription reaches it (ZeroMQ's slow joiner).
+      let iopubLive = false;
       shell.receiveTimeout = 500;
+      iopub.receiveTimeout = 200;
       const deadline = Date.now() + 60_000;
-      while (!info && Date.now() < deadline) {
+      while (!(info && iopubLive) && Date.now() < deadline) {
         const req = createMessage({
           msgType: 'kernel_info_request',
           channel: 'shell',
@@ -105,7 +109,7 @@ describe('hardened kernel container over ipc (zeromq.js, no gateway)', function 
         });
         await shell.send(encodeZmq(toRaw(req), signer));
         try {
-          info = await receiveUntil(
+          info ??= await receiveUntil(
             shell,
             signer,
             'shell',
@@ -115,9 +119,18 @@ describe('hardened kernel container over ipc (zeromq.js, no gateway)', function 
         } catch {
           // not up yet: ask again
         }
+        try {
+          await iopub.receive();
+          iopubLive = true;
+        } catch {
+          // nothing published to us yet
+        }
       }
+      expect(iopubLive, 'the iopub subscription is live').to.equal(true);
       expect(info?.content.status).to.equal('ok');
-      shell.receiveTimeout = -1;
+      // Bounded waits from here on: a lost message fails the test instead of hanging it.
+      shell.receiveTimeout = 30_000;
+      iopub.receiveTimeout = 30_000;
       const exec = createMessage({
         msgType: 'execute_request',
         channel: 'shell',

@@ -9,19 +9,7 @@ import { expect } from 'chai';
 import Docker from 'dockerode';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { stdout, TestClient } from '../helpers/ws-client.js';
-
-async function until(
-  pred: () => Promise<boolean>,
-  what: string,
-  timeoutMs = 60_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await pred())) {
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+import { waitUntil } from '../helpers/wait.js';
 
 describe('Docker daemon stopped and restarted (real daemon, real sandboxes)', function () {
   this.timeout(240_000);
@@ -72,7 +60,7 @@ describe('Docker daemon stopped and restarted (real daemon, real sandboxes)', fu
       expect((await c.execute('x = 1')).reply.content.status).to.equal('ok');
 
       process.kill(daemonPid!, 'SIGTERM');
-      await until(
+      await waitUntil(
         () =>
           docker.ping().then(
             () => false,
@@ -102,7 +90,7 @@ describe('Docker daemon stopped and restarted (real daemon, real sandboxes)', fu
       expect(model.execution_state).to.equal('idle');
 
       execFileSync('bash', ['scripts/ensure-docker.sh'], { stdio: 'inherit' });
-      await until(
+      await waitUntil(
         () =>
           docker.ping().then(
             () => true,

@@ -12,20 +12,7 @@ import Docker from 'dockerode';
 import type { KernelModel } from '../../gateway/kernel-session.js';
 import { createMessage, type JupyterMessage } from '../../protocol/index.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { stdout, TestClient } from '../helpers/ws-client.js';
-
-function parentId(m: JupyterMessage): string | undefined {
-  return (m.parent_header as { msg_id?: string }).msg_id;
-}
-
-/** A status the gateway broadcasts about the kernel itself (no parent): restarting, dead. */
-function isKernelStatus(state: string): (m: JupyterMessage) => boolean {
-  return (m) =>
-    m.channel === 'iopub' &&
-    m.header.msg_type === 'status' &&
-    m.content.execution_state === state &&
-    parentId(m) === undefined;
-}
+import { stdout, TestClient, isKernelStatus, parentId } from '../helpers/ws-client.js';
 
 function isGatewayNotice(m: JupyterMessage): boolean {
   return (

@@ -2,19 +2,7 @@
 import { expect } from 'chai';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { stdout, TestClient } from '../helpers/ws-client.js';
-
-async function waitUntil(
-  pred: () => boolean | Promise<boolean>,
-  what: string,
-  timeoutMs = 60_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await pred())) {
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+import { waitUntil } from '../helpers/wait.js';
 
 describe('warm pool (real sandboxes)', function () {
   this.timeout(180_000);

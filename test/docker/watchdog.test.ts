@@ -9,7 +9,13 @@ import { expect } from 'chai';
 import { createMessage, type JupyterMessage } from '../../protocol/index.js';
 import type { KernelModel } from '../../gateway/kernel-session.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { stdout, TestClient, type Collected } from '../helpers/ws-client.js';
+import {
+  stdout,
+  TestClient,
+  type Collected,
+  isKernelStatus,
+  parentId,
+} from '../helpers/ws-client.js';
 
 const BUSY_LOOP = 'while True: pass';
 const IGNORING_SIGINT = 'ignoring SIGINT';
@@ -24,19 +30,6 @@ def _target(comm, open_msg):
         time.sleep(30)
 get_ipython().kernel.comm_manager.register_target('slow', _target)
 `;
-
-function parentId(m: JupyterMessage): string | undefined {
-  return (m.parent_header as { msg_id?: string }).msg_id;
-}
-
-/** A status broadcast by the gateway itself (no parent), e.g. restarting or dead. */
-function isKernelStatus(state: string): (m: JupyterMessage) => boolean {
-  return (m) =>
-    m.channel === 'iopub' &&
-    m.header.msg_type === 'status' &&
-    m.content.execution_state === state &&
-    parentId(m) === undefined;
-}
 
 function isIgnoringSigint(m: JupyterMessage): boolean {
   return m.header.msg_type === 'stream' && m.content.text === `${IGNORING_SIGINT}\n`;

@@ -174,3 +174,17 @@ export function stdout(c: Collected): string {
     .map((m) => String(m.content.text))
     .join('');
 }
+
+/** The msg_id of a message's parent, if it has one. */
+export function parentId(m: JupyterMessage): string | undefined {
+  return (m.parent_header as { msg_id?: string }).msg_id;
+}
+
+/** A status the gateway broadcasts about the kernel itself (no parent): restarting, dead. */
+export function isKernelStatus(state: string): (m: JupyterMessage) => boolean {
+  return (m) =>
+    m.channel === 'iopub' &&
+    m.header.msg_type === 'status' &&
+    m.content.execution_state === state &&
+    parentId(m) === undefined;
+}

@@ -1,6 +1,6 @@
 /** The idle culler: the decision rules, and the checking loop on a fake clock (milliseconds, no sleeping). */
 import { expect } from 'chai';
-import type { Timers } from '../../../gateway/deadline.js';
+import { FakeClock } from '../../helpers/fake-clock.js';
 import {
   Culler,
   cullVerdict,
@@ -8,38 +8,6 @@ import {
   type CullPolicy,
 } from '../../../gateway/culler.js';
 import type { ExecutionState } from '../../../gateway/kernel-session.js';
-
-/** Manual clock: timers fire only when the test advances time. */
-class FakeClock implements Timers {
-  now = 1_000_000;
-  #next = 1;
-  #timers = new Map<number, { at: number; fn: () => void }>();
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.#next++;
-    this.#timers.set(id, { at: this.now + ms, fn });
-    return id;
-  }
-  clearTimeout(handle: unknown): void {
-    this.#timers.delete(handle as number);
-  }
-  get pending(): number {
-    return this.#timers.size;
-  }
-  /** Advances in steps of at most `step` ms, firing due timers and letting promises settle. */
-  async advance(ms: number, step = 10): Promise<void> {
-    const end = this.now + ms;
-    while (this.now < end) {
-      this.now = Math.min(end, this.now + step);
-      for (const [id, t] of [...this.#timers].sort((a, b) => a[1].at - b[1].at)) {
-        if (t.at <= this.now) {
-          this.#timers.delete(id);
-          t.fn();
-        }
-      }
-      for (let i = 0; i < 10; i++) await Promise.resolve();
-    }
-  }
-}
 
 class FakeKernel implements CullCandidate {
   lastActivity: Date;
@@ -132,7 +100,7 @@ describe('Culler', () => {
     culled: { id: string; idleMs: number }[];
     culler: Culler;
   } {
-    const clock = new FakeClock();
+    const clock = new FakeClock(1_000_000);
     const kernels = new Map<string, FakeKernel>();
     const culled: { id: string; idleMs: number }[] = [];
     const culler = new Culler({
@@ -232,7 +200,7 @@ describe('Culler', () => {
   });
 
   it('carries on when one cull fails, and never runs two checks at once', async () => {
-    const clock = new FakeClock();
+    const clock = new FakeClock(1_000_000);
     const kernels = new Map<string, FakeKernel>([
       ['a', new FakeKernel('a', clock)],
       ['b', new FakeKernel('b', clock)],

@@ -1,39 +1,11 @@
 /** The interrupt → kill ladder and the execution deadline, on fake timers (milliseconds, no sleeping). */
 import { expect } from 'chai';
-import { ExecutionDeadline, InterruptLadder, type Timers } from '../../../gateway/deadline.js';
-
-/** Manual clock: timers fire only when the test advances time. */
-class FakeTimers implements Timers {
-  now = 0;
-  #next = 1;
-  #timers = new Map<number, { at: number; fn: () => void }>();
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.#next++;
-    this.#timers.set(id, { at: this.now + ms, fn });
-    return id;
-  }
-  clearTimeout(handle: unknown): void {
-    this.#timers.delete(handle as number);
-  }
-  get pending(): number {
-    return this.#timers.size;
-  }
-  async advance(ms: number): Promise<void> {
-    this.now += ms;
-    for (const [id, t] of [...this.#timers].sort((a, b) => a[1].at - b[1].at)) {
-      if (t.at <= this.now) {
-        this.#timers.delete(id);
-        t.fn();
-      }
-    }
-    // Let promise continuations run.
-    for (let i = 0; i < 5; i++) await Promise.resolve();
-  }
-}
+import { ExecutionDeadline, InterruptLadder } from '../../../gateway/deadline.js';
+import { FakeClock } from '../../helpers/fake-clock.js';
 
 describe('InterruptLadder', () => {
   it('interrupts and stops there when the execution settles within the grace period', async () => {
-    const timers = new FakeTimers();
+    const timers = new FakeClock();
     const calls: string[] = [];
     const ladder = new InterruptLadder(
       {
@@ -52,7 +24,7 @@ describe('InterruptLadder', () => {
   });
 
   it('kills when the interrupt does not end the execution within the grace period', async () => {
-    const timers = new FakeTimers();
+    const timers = new FakeClock();
     const calls: string[] = [];
     const ladder = new InterruptLadder(
       {
@@ -71,7 +43,7 @@ describe('InterruptLadder', () => {
   });
 
   it('joins a climb already under way instead of starting another', async () => {
-    const timers = new FakeTimers();
+    const timers = new FakeClock();
     let interrupts = 0;
     const ladder = new InterruptLadder(
       { interrupt: () => (interrupts++, Promise.resolve()), kill: () => Promise.resolve() },
@@ -89,7 +61,7 @@ describe('InterruptLadder', () => {
   });
 
   it('still kills when sending the interrupt fails', async () => {
-    const timers = new FakeTimers();
+    const timers = new FakeClock();
     let killed = false;
     const ladder = new InterruptLadder(
       {
@@ -108,7 +80,7 @@ describe('InterruptLadder', () => {
 
 describe('ExecutionDeadline', () => {
   it('fires once at the deadline for an armed execution', async () => {
-    const timers = new FakeTimers();
+    const timers = new FakeClock();
     const fired: string[] = [];
     const d = new ExecutionDeadline(30_000, timers);
     d.arm('a', () => fired.push('a'));
@@ -120,7 +92,7 @@ describe('ExecutionDeadline', () => {
   });
 
   it('does not fire once disarmed, and is off at 0', async () => {
-    const timers = new FakeTimers();
+    const timers = new FakeClock();
     const fired: string[] = [];
     const d = new ExecutionDeadline(100, timers);
     d.arm('a', () => fired.push('a'));
