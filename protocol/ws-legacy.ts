@@ -17,6 +17,7 @@
 import { isUtf8 } from 'node:buffer';
 import { isChannel, type Channel } from './channels.js';
 import { ProtocolError } from './errors.js';
+import { readOffsets } from './offset-table.js';
 import { validateHeader, validateParentHeader } from './header.js';
 import { isJsonObject, isJsonObjectBytes, parseJson } from './json-bytes.js';
 import type { JupyterMessage, RawMessage } from './messages.js';
@@ -112,25 +113,7 @@ function splitBinary(
       `offset table for ${nbufs} parts needs ${tableEnd} bytes, frame has ${len}`,
     );
   }
-  const offsets: number[] = [];
-  let prev = tableEnd;
-  for (let i = 0; i < nbufs; i++) {
-    const o = frame.readUInt32BE(U32 * (i + 1));
-    if (i === 0 && o !== tableEnd) {
-      throw new ProtocolError(
-        'MALFORMED_FRAME',
-        `first offset must be ${tableEnd} (the end of the offset table), got ${o}`,
-      );
-    }
-    if (o < prev || o > len) {
-      throw new ProtocolError(
-        'MALFORMED_FRAME',
-        `offset ${i} (${o}) is out of order or past the end of the ${len}-byte frame`,
-      );
-    }
-    offsets.push(o);
-    prev = o;
-  }
+  const offsets = readOffsets(nbufs, (i) => frame.readUInt32BE(U32 * (i + 1)), tableEnd, len);
   offsets.push(len);
   const parts: Buffer[] = [];
   for (let i = 0; i < nbufs; i++) {

@@ -14,6 +14,7 @@
  */
 import { isChannel } from './channels.js';
 import { ProtocolError } from './errors.js';
+import { readOffsets } from './offset-table.js';
 import { parseHeader } from './header.js';
 import type { RawMessage } from './messages.js';
 
@@ -89,27 +90,17 @@ export function decodeV1(data: Buffer, limits: V1Limits = {}): RawMessage {
   }
 
   const tableEnd = U64 * (count + 1);
-  const offsets: number[] = [];
-  let prev = tableEnd;
-  for (let i = 0; i < count; i++) {
-    const at = U64 * (i + 1);
-    // hi·2^32 + lo is exact below 2^53 and far past any frame length above it.
-    const o = data.readUInt32LE(at + 4) * TWO_POW_32 + data.readUInt32LE(at);
-    if (i === 0 && o !== tableEnd) {
-      throw new ProtocolError(
-        'MALFORMED_FRAME',
-        `first offset must be ${tableEnd} (the end of the offset table), got ${o}`,
-      );
-    }
-    if (o < prev || o > len) {
-      throw new ProtocolError(
-        'MALFORMED_FRAME',
-        `offset ${i} (${o}) is out of order or past the end of the ${len}-byte frame`,
-      );
-    }
-    offsets.push(o);
-    prev = o;
-  }
+  const offsets = readOffsets(
+    count,
+    (i) => {
+      const at = U64 * (i + 1);
+      // hi·2^32 + lo is exact below 2^53 and far past any frame length above it.
+      return data.readUInt32LE(at + 4) * TWO_POW_32 + data.readUInt32LE(at);
+    },
+    tableEnd,
+    len,
+  );
+  const prev = offsets[offsets.length - 1] ?? tableEnd;
   if (prev !== len) {
     throw new ProtocolError(
       'MALFORMED_FRAME',
