@@ -672,10 +672,9 @@ export class KernelSession implements ChannelHost {
     // The gateway's own probes stay between the gateway and the kernel.
     if (parentSession === this.#gwSession) return;
     if (state === 'idle' && tracked) this.#rate.reset();
-    const verdict = this.#rate.check(
-      type,
-      raw.content.length + raw.buffers.reduce((n, b) => n + b.length, 0),
-    );
+    const verdict = this.#rate.enabled
+      ? this.#rate.check(type, raw.content.length + raw.buffers.reduce((n, b) => n + b.length, 0))
+      : 'pass';
     if (verdict !== 'pass') {
       if (verdict === 'drop-and-notify') {
         this.#broadcast(
