@@ -151,7 +151,25 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
     agentApi,
     metrics,
   });
-  const server = createServer(app);
+  // A request target that is not a URL (an absolute-form target with a broken host, say) matches
+  // no Express route at all; answer it here with the gateway's JSON error instead.
+  const server = createServer((req, res) => {
+    try {
+      new URL(req.url ?? '/', 'http://gateway');
+    } catch {
+      const body = JSON.stringify({
+        reason: 'Bad Request',
+        message: 'the request target is not a valid URL',
+      });
+      res.writeHead(400, {
+        'Content-Type': 'application/json',
+        'Content-Length': Buffer.byteLength(body),
+      });
+      res.end(body);
+      return;
+    }
+    app(req, res);
+  });
   server.on('connection', (s) => {
     s.setNoDelay(true);
   });
