@@ -11,17 +11,19 @@ import { expect } from 'chai';
 import Docker from 'dockerode';
 import type { KernelModel } from '../../gateway/kernel-session.js';
 import { createMessage, type JupyterMessage } from '../../protocol/index.js';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { stdout, TestClient, isKernelStatus, parentId } from '../helpers/ws-client.js';
-
-function isGatewayNotice(m: JupyterMessage): boolean {
-  return (
-    m.channel === 'iopub' &&
-    m.header.msg_type === 'stream' &&
-    m.content.name === 'stderr' &&
-    String(m.content.text).startsWith('[gateway]')
-  );
-}
+import {
+  startTestGateway,
+  type TestGateway,
+  kernelModel,
+  runningContainers,
+} from '../helpers/gateway.js';
+import {
+  stdout,
+  TestClient,
+  isKernelStatus,
+  parentId,
+  isGatewayNotice,
+} from '../helpers/ws-client.js';
 
 function childOf(request: JupyterMessage): (m: JupyterMessage) => boolean {
   return (m) => parentId(m) === request.header.msg_id;
@@ -64,19 +66,6 @@ function stdoutOf(messages: readonly JupyterMessage[]): string {
     .filter((m) => m.header.msg_type === 'stream' && m.content.name === 'stdout')
     .map((m) => String(m.content.text))
     .join('');
-}
-
-async function model(t: TestGateway, id: string): Promise<KernelModel> {
-  const res = await t.api(`/api/kernels/${id}`);
-  expect(res.status, `GET /api/kernels/${id}`).to.equal(200);
-  return (await res.json()) as KernelModel;
-}
-
-/** Running containers Docker reports for a kernel. */
-async function runningSandboxes(t: TestGateway, kernelId: string): Promise<string[]> {
-  return (await t.gw.runtime.list())
-    .filter((c) => c.kernelId === kernelId && c.state === 'running')
-    .map((c) => c.containerId);
 }
 
 describe('faults (real sandboxes)', function () {
@@ -132,12 +121,12 @@ describe('faults (real sandboxes)', function () {
         'the reply went to the requester only',
       ).to.equal(false);
 
-      const dead = await model(t, id);
+      const dead = await kernelModel(t, id);
       expect(dead.execution_state).to.equal('dead');
       expect(dead.reason)
         .to.match(/exit/)
         .and.match(/\b137\b/);
-      expect(await runningSandboxes(t, id), 'nothing runs for it').to.deep.equal([]);
+      expect(await runningContainers(t, id), 'nothing runs for it').to.deep.equal([]);
       const refused = await observer.execute('1 + 1');
       expect(refused.reply.content.ename, 'a dead kernel refuses, it does not hang').to.equal(
         'KernelUnavailable',
@@ -150,13 +139,13 @@ describe('faults (real sandboxes)', function () {
       expect(restarted.execution_state).to.equal('idle');
       const now = t.gw.kernels.get(id).containerId;
       expect(now).to.be.a('string').and.not.equal(before);
-      expect(await runningSandboxes(t, id)).to.deep.equal([now]);
+      expect(await runningContainers(t, id)).to.deep.equal([now]);
       await observer.waitFor(isKernelStatus('restarting'), 'status restarting on the observer');
 
       // The connections that saw it die go on, on the fresh sandbox (fresh state, too).
       expect(stdout(await requester.execute("print('x' in globals())"))).to.equal('False\n');
       expect(stdout(await observer.execute('print(6 * 7)'))).to.equal('42\n');
-      expect((await model(t, id)).execution_state).to.equal('idle');
+      expect((await kernelModel(t, id)).execution_state).to.equal('idle');
     } finally {
       requester.close();
       observer.close();

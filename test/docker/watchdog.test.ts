@@ -7,14 +7,19 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { expect } from 'chai';
 import { createMessage, type JupyterMessage } from '../../protocol/index.js';
-import type { KernelModel } from '../../gateway/kernel-session.js';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import {
+  startTestGateway,
+  type TestGateway,
+  kernelModel,
+  runningContainers,
+} from '../helpers/gateway.js';
 import {
   stdout,
   TestClient,
   type Collected,
   isKernelStatus,
   parentId,
+  isGatewayNotice,
 } from '../helpers/ws-client.js';
 
 const BUSY_LOOP = 'while True: pass';
@@ -33,28 +38,6 @@ get_ipython().kernel.comm_manager.register_target('slow', _target)
 
 function isIgnoringSigint(m: JupyterMessage): boolean {
   return m.header.msg_type === 'stream' && m.content.text === `${IGNORING_SIGINT}\n`;
-}
-
-function isGatewayNotice(m: JupyterMessage): boolean {
-  return (
-    m.channel === 'iopub' &&
-    m.header.msg_type === 'stream' &&
-    m.content.name === 'stderr' &&
-    String(m.content.text).startsWith('[gateway]')
-  );
-}
-
-async function model(t: TestGateway, id: string): Promise<KernelModel> {
-  const res = await t.api(`/api/kernels/${id}`);
-  expect(res.status, `GET /api/kernels/${id}`).to.equal(200);
-  return (await res.json()) as KernelModel;
-}
-
-/** Container ids Docker reports for a kernel (labelled sandboxes of this gateway). */
-async function containersOf(t: TestGateway, kernelId: string): Promise<string[]> {
-  return (await t.gw.runtime.list())
-    .filter((c) => c.kernelId === kernelId && c.state === 'running')
-    .map((c) => c.containerId);
 }
 
 function iopubError(r: Collected): JupyterMessage | undefined {
@@ -96,7 +79,7 @@ describe('execution watchdog (real kernels)', function () {
       const k = await kernelWithTwoClients(t);
       try {
         const before = t.gw.kernels.get(k.id).containerId;
-        expect(await containersOf(t, k.id)).to.deep.equal([before]);
+        expect(await runningContainers(t, k.id)).to.deep.equal([before]);
         await k.requester.execute('x = 41');
 
         const started = performance.now();
@@ -112,11 +95,11 @@ describe('execution watchdog (real kernels)', function () {
         ).to.equal('ExecutionTimeout');
         expect(elapsedS).to.be.within(1.9, 6);
 
-        const m = await model(t, k.id);
+        const m = await kernelModel(t, k.id);
         expect(m.execution_state).to.equal('idle');
         expect(m).to.not.have.property('reason');
         expect(t.gw.kernels.get(k.id).containerId, 'no kill: same sandbox').to.equal(before);
-        expect(await containersOf(t, k.id)).to.deep.equal([before]);
+        expect(await runningContainers(t, k.id)).to.deep.equal([before]);
         expect(stdout(await k.requester.execute('print(x + 1)'))).to.equal('42\n');
         expect(
           k.observer.messages.some(isKernelStatus('restarting')),
@@ -137,7 +120,7 @@ describe('execution watchdog (real kernels)', function () {
         const run = k.requester.execute(SIGINT_IGNORING_LOOP, 20_000);
         await k.observer.waitFor(isKernelStatus('restarting'), 'status restarting on the observer');
         // The kernel needs well over a second to boot, so the restart is still under way here.
-        const during = await model(t, k.id);
+        const during = await kernelModel(t, k.id);
         expect(during.execution_state).to.equal('restarting');
         expect(during.reason).to.match(/killed by the watchdog/i);
 
@@ -160,12 +143,14 @@ describe('execution watchdog (real kernels)', function () {
               k.observer.messages.findIndex(isKernelStatus('restarting')),
           'status idle after the restart',
         );
-        const after = await model(t, k.id);
+        const after = await kernelModel(t, k.id);
         expect(after.execution_state).to.equal('idle');
         expect(after.reason, 'the model keeps why the kernel restarted').to.match(/kill/i);
         const now = t.gw.kernels.get(k.id).containerId;
         expect(now).to.be.a('string').and.not.equal(before);
-        expect(await containersOf(t, k.id), 'only the fresh sandbox runs').to.deep.equal([now]);
+        expect(await runningContainers(t, k.id), 'only the fresh sandbox runs').to.deep.equal([
+          now,
+        ]);
 
         expect(stdout(await k.requester.execute("print('x' in globals())"))).to.equal('False\n');
         expect(stdout(await k.observer.execute('print(6 * 7)'))).to.equal('42\n');
@@ -195,10 +180,10 @@ describe('execution watchdog (real kernels)', function () {
         await k.observer.waitFor(isKernelStatus('dead'), 'status dead on the observer');
         await k.requester.waitFor(isKernelStatus('dead'), 'status dead on the requester');
         expect(k.observer.messages.some(isKernelStatus('restarting'))).to.equal(false);
-        const m = await model(t, k.id);
+        const m = await kernelModel(t, k.id);
         expect(m.execution_state).to.equal('dead');
         expect(m.reason).to.match(/kill/i);
-        expect(await containersOf(t, k.id), 'no sandbox runs for it').to.deep.equal([]);
+        expect(await runningContainers(t, k.id), 'no sandbox runs for it').to.deep.equal([]);
 
         const refused = await k.observer.execute('1 + 1');
         expect(refused.reply.content.status).to.equal('error');
@@ -263,7 +248,7 @@ describe('execution watchdog (real kernels)', function () {
         console.log(`      default deadline: execute_reply after ${elapsedS.toFixed(2)} s`);
         expect(r.reply.content.ename).to.equal('ExecutionTimeout');
         expect(elapsedS).to.be.at.least(29).and.below(40);
-        expect((await model(t, id)).execution_state).to.equal('idle');
+        expect((await kernelModel(t, id)).execution_state).to.equal('idle');
       } finally {
         c.close();
       }
@@ -308,12 +293,12 @@ describe('execution watchdog (real kernels)', function () {
               k.observer.messages.findIndex(isKernelStatus('restarting')),
           'status idle after the restart',
         );
-        const m = await model(t, k.id);
+        const m = await kernelModel(t, k.id);
         expect(m.execution_state).to.equal('idle');
         expect(m.reason).to.match(/kill/i);
         const now = t.gw.kernels.get(k.id).containerId;
         expect(now).to.be.a('string').and.not.equal(before);
-        expect(await containersOf(t, k.id)).to.deep.equal([now]);
+        expect(await runningContainers(t, k.id)).to.deep.equal([now]);
         expect(stdout(await k.requester.execute("print('back')"))).to.equal('back\n');
       } finally {
         k.close();
@@ -332,12 +317,14 @@ describe('execution watchdog (real kernels)', function () {
           }),
         );
         await k.requester.waitFor(isIgnoringSigint, 'the loop ignoring SIGINT');
-        expect((await model(t, k.id)).execution_state).to.equal('busy');
+        expect((await kernelModel(t, k.id)).execution_state).to.equal('busy');
         // The kernel answers on its control thread, with busy/idle parented to the interrupt, while
         // the loop goes on.
         const interrupt = await k.observer.request('control', 'interrupt_request', {});
         expect(interrupt.reply.header.msg_type).to.equal('interrupt_reply');
-        expect((await model(t, k.id)).execution_state, 'the loop still runs').to.equal('busy');
+        expect((await kernelModel(t, k.id)).execution_state, 'the loop still runs').to.equal(
+          'busy',
+        );
         expect((await t.api(`/api/kernels/${k.id}`, { method: 'DELETE' })).status).to.equal(204);
       } finally {
         k.close();
@@ -372,7 +359,7 @@ describe('execution watchdog (real kernels)', function () {
             parentId(m) === msg.header.msg_id;
         k.requester.send(msg);
         await k.requester.waitFor(isStatusOf('busy'), 'busy with the comm message');
-        expect((await model(t, k.id)).execution_state).to.equal('busy');
+        expect((await kernelModel(t, k.id)).execution_state).to.equal('busy');
         const res = await t.api(`/api/kernels/${k.id}/interrupt`, { method: 'POST' });
         expect(res.status).to.equal(204);
         await k.requester.waitFor(isStatusOf('idle'), 'idle after the interrupted comm message');
@@ -401,7 +388,7 @@ describe('execution watchdog (real kernels)', function () {
           expect(String(notice.content.text)).to.match(/exit.*\b3\b/);
         }
         expect(k.observer.messages.some(isKernelStatus('restarting'))).to.equal(false);
-        const m = await model(t, k.id);
+        const m = await kernelModel(t, k.id);
         expect(m.execution_state).to.equal('dead');
         expect(m.reason).to.match(/exit/).and.match(/\b3\b/);
         expect(m.reason).to.not.match(/kill/i);

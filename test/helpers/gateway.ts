@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
+import type { KernelModel } from '../../gateway/kernel-session.js';
 import { createGateway, type Gateway } from '../../gateway/server.js';
 import { loadConfig, type GatewayConfig } from '../../gateway/config.js';
 import { createLogger, type Logger } from '../../gateway/logger.js';
@@ -76,4 +77,18 @@ export async function startTestGateway(
       rmSync(stateDir, { recursive: true, force: true });
     },
   };
+}
+
+/** GET /api/kernels/{id}, which must answer 200, as a kernel model. */
+export async function kernelModel(t: TestGateway, id: string): Promise<KernelModel> {
+  const res = await t.api(`/api/kernels/${id}`);
+  if (res.status !== 200) throw new Error(`GET /api/kernels/${id} answered ${res.status}`);
+  return (await res.json()) as KernelModel;
+}
+
+/** Ids of the running containers Docker reports for a kernel (labelled sandboxes of this gateway). */
+export async function runningContainers(t: TestGateway, kernelId: string): Promise<string[]> {
+  return (await t.gw.runtime.list())
+    .filter((c) => c.kernelId === kernelId && c.state === 'running')
+    .map((c) => c.containerId);
 }

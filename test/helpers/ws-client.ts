@@ -188,3 +188,13 @@ export function isKernelStatus(state: string): (m: JupyterMessage) => boolean {
     m.content.execution_state === state &&
     parentId(m) === undefined;
 }
+
+/** A stderr notice the gateway itself sends on iopub ("[gateway] …"). */
+export function isGatewayNotice(m: JupyterMessage): boolean {
+  return (
+    m.channel === 'iopub' &&
+    m.header.msg_type === 'stream' &&
+    m.content.name === 'stderr' &&
+    String(m.content.text).startsWith('[gateway]')
+  );
+}
