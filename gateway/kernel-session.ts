@@ -559,10 +559,11 @@ export class KernelSession implements ChannelHost {
 
   fromKernel(_client: ClientChannels, raw: RawMessage): RawMessage | undefined {
     this.#noteKernelSession(raw);
-    const parentId = parseJson(raw.parentHeader).msg_id;
-    if (typeof parentId !== 'string') return raw;
+    // Only replies settle anything: peek at the parent header of those alone.
     const type = raw.header.msg_type;
     if (!type.endsWith('_reply')) return raw;
+    const parentId = parseJson(raw.parentHeader).msg_id;
+    if (typeof parentId !== 'string') return raw;
     const pending = this.#pending.get(parentId);
     this.#pending.delete(parentId);
     if (type !== 'execute_reply') return raw;
