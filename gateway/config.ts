@@ -3,6 +3,7 @@
  * loaded once at start-up from the environment and argv and validated fail-closed.
  */
 import { randomBytes } from 'node:crypto';
+import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
 import { validateLimits } from '../security/policy.js';
 
@@ -69,6 +70,26 @@ function list(raw: string): string[] {
 
 function absDir(raw: string): string {
   if (raw.trim() === '') throw new Error('expected a directory path');
+  return path.resolve(raw);
+}
+
+/** The model server's base URL: http(s), and no credentials in it (they would reach logs). */
+function modelServerUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw.trim());
+  } catch {
+    throw new Error(`expected an http(s) URL, got "${raw}"`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new Error(`expected an http(s) URL, got "${raw}"`);
+  if (url.username !== '' || url.password !== '')
+    throw new Error('credentials do not belong in the URL: put the key in AIDO_LLM_API_KEY_FILE');
+  return url.href.replace(/\/+$/, '');
+}
+
+function absFile(raw: string): string {
+  if (raw.trim() === '') throw new Error('expected a file path');
   return path.resolve(raw);
 }
 
@@ -247,6 +268,83 @@ const TABLE = {
     parse: num(0, 86400 * 7),
     help: 'seconds an MCP session may sit idle before it is closed and its own kernel shut down (0: never)',
   },
+  llmBaseUrl: {
+    env: 'AIDO_LLM_BASE_URL',
+    flag: '--llm-base-url',
+    default: '',
+    parse: modelServerUrl,
+    help: 'OpenAI-compatible Chat Completions server for POST /api/chat (e.g. http://127.0.0.1:11434/v1); empty: /api/chat answers 503',
+  },
+  llmModel: {
+    env: 'AIDO_LLM_MODEL',
+    flag: '--llm-model',
+    default: '',
+    parse: str,
+    help: 'model name sent to the model server (required with AIDO_LLM_BASE_URL)',
+  },
+  llmApiKeyFile: {
+    env: 'AIDO_LLM_API_KEY_FILE',
+    flag: '--llm-api-key-file',
+    default: '',
+    parse: absFile,
+    help: "file holding the model server's API key, read once at start (the key itself is never in argv, logs, health or a sandbox); empty: no key",
+  },
+  llmMaxSteps: {
+    env: 'AIDO_LLM_MAX_STEPS',
+    flag: '--llm-max-steps',
+    default: 8,
+    parse: int(1, 100),
+    help: 'tool rounds per chat request; then the model must answer with what was done',
+  },
+  llmTimeoutS: {
+    env: 'AIDO_LLM_TIMEOUT',
+    flag: '--llm-timeout',
+    default: 120,
+    parse: num(1, 3600),
+    help: 'seconds one model request may take, a streamed answer to its end included',
+  },
+  llmMaxRetries: {
+    env: 'AIDO_LLM_MAX_RETRIES',
+    flag: '--llm-max-retries',
+    default: 2,
+    parse: int(0, 10),
+    help: 'retries of a model request that failed to connect, timed out or got 408/409/429/5xx',
+  },
+  llmToolResultChars: {
+    env: 'AIDO_LLM_TOOL_RESULT_MAX',
+    flag: '--llm-tool-result-max',
+    default: 20_000,
+    parse: int(500, 10_000_000),
+    help: 'characters of a tool result sent to the model; longer results keep their head and tail, with a note',
+  },
+  llmImages: {
+    env: 'AIDO_LLM_IMAGES',
+    flag: '--llm-images',
+    default: false,
+    parse: bool,
+    help: 'send plots to the model as image parts (the model must accept images); false: a short text note',
+  },
+  chatTtlS: {
+    env: 'AIDO_CHAT_TTL',
+    flag: '--chat-ttl',
+    default: 1800,
+    parse: num(1, 86400 * 7),
+    help: 'seconds a chat conversation may sit idle before it is dropped and its own kernel shut down',
+  },
+  chatMaxConversations: {
+    env: 'AIDO_CHAT_MAX_CONVERSATIONS',
+    flag: '--chat-max-conversations',
+    default: 64,
+    parse: int(1, 100_000),
+    help: 'chat conversations kept at once; past it a new one is refused with 403',
+  },
+  chatMaxBytes: {
+    env: 'AIDO_CHAT_MAX_BYTES',
+    flag: '--chat-max-bytes',
+    default: 8 * 1024 ** 2,
+    parse: bytes(64 * 1024),
+    help: 'history one chat conversation may hold (messages and steps); past it the conversation takes no new turn (413)',
+  },
   wsPingIntervalS: {
     env: 'AIDO_WS_PING_INTERVAL',
     flag: '--ws-ping-interval',
@@ -415,6 +513,17 @@ export function loadConfig(
       workspaceSizeBytes: cfg.workspaceSizeBytes,
     };
     for (const p of validateLimits(limits)) problems.push(`sandbox limits: ${p}`);
+  }
+  if (cfg.llmBaseUrl !== '' && cfg.llmModel === '')
+    problems.push('AIDO_LLM_MODEL / --llm-model: required when AIDO_LLM_BASE_URL is set');
+  if (cfg.llmApiKeyFile !== '') {
+    try {
+      accessSync(cfg.llmApiKeyFile, constants.R_OK);
+    } catch (err) {
+      problems.push(
+        `AIDO_LLM_API_KEY_FILE / --llm-api-key-file: cannot read ${cfg.llmApiKeyFile} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+      );
+    }
   }
   if (problems.length > 0) throw new ConfigError(problems);
   if (cfg.authToken === '') cfg.authToken = randomBytes(24).toString('hex');
