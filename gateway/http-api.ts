@@ -28,6 +28,8 @@ export interface HttpApiDeps {
   metrics?: Pick<GatewayMetrics, 'contentType' | 'render'>;
   /** The agent surface (execute, workspace files, MCP): parses its own bodies. */
   agentApi?: express.Router;
+  /** POST /api/chat and its conversations: parses its own bodies. */
+  chatApi?: express.Router;
 }
 
 function sendError(res: Response, err: GatewayError): void {
@@ -95,6 +97,7 @@ export function createHttpApi(deps: HttpApiDeps): express.Express {
   });
   // Before the JSON parser: uploads are raw bytes and /mcp takes larger JSON bodies.
   if (deps.agentApi) app.use(deps.agentApi);
+  if (deps.chatApi) app.use(deps.chatApi);
   app.use(express.json({ limit: '1mb', type: () => true }));
 
   const metrics = deps.metrics;

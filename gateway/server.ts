@@ -11,6 +11,7 @@ import { readAppArmorHostFacts } from '../security/apparmor.js';
 import { DEFAULT_LIMITS, type SandboxPolicy } from '../security/policy.js';
 import { createAgentApi } from './agent-api.js';
 import { AgentExecutor } from './agent-execution.js';
+import { createChatApi } from './chat-api.js';
 import type { GatewayConfig } from './config.js';
 import { Culler } from './culler.js';
 import { DockerRuntime } from './docker-runtime.js';
@@ -140,6 +141,14 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
     logger: logger.child({ component: 'mcp' }),
   });
   const agentApi = createAgentApi({ config, kernels, executor, files, mcp, logger });
+  // The same execution path with a smaller output cap: a chat keeps every step's outputs in memory.
+  const chatExecutor = new AgentExecutor({
+    files,
+    exec: sandboxExec,
+    logger,
+    maxOutputBytes: 2 * 1024 ** 2,
+  });
+  const chat = createChatApi({ config, kernels, executor: chatExecutor, files, logger });
   const app = createHttpApi({
     config,
     kernels,
@@ -149,6 +158,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
     logger,
     isDraining,
     agentApi,
+    chatApi: chat.router,
     metrics,
   });
   // A request target that is not a URL (an absolute-form target with a broken host, say) matches
@@ -232,6 +242,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
         await culler.stop();
         channels.close();
         await mcp.close();
+        await chat.close();
         const n = await kernels.shutdownAll();
         logger.info({ kernels: n }, 'all kernels removed');
         await new Promise<void>((resolve) => {
