@@ -116,7 +116,7 @@ export function createChatApi(deps: ChatApiDeps): ChatApi {
   });
   const store = new ConversationStore({
     ttlMs: config.chatTtlS * 1000,
-    maxConversations: config.chatMaxConversations,
+    maxConversations: config.maxChats,
     maxBytes: config.chatMaxBytes,
     logger: log,
     release: async (c, reason) => {

@@ -1,7 +1,7 @@
 /**
  * Chat conversations, kept in memory: the transcript the model sees, the steps (tool calls) that
  * ran, and the kernel they ran on. Bounded three ways: a conversation idle for AIDO_CHAT_TTL is
- * dropped, at most AIDO_CHAT_MAX_CONVERSATIONS exist at once, and one holding more than
+ * dropped, at most AIDO_MAX_CHATS exist at once, and one holding more than
  * AIDO_CHAT_MAX_BYTES takes no new turn. Dropping a conversation ends its own kernel (through
  * `release`), never a kernel the caller brought.
  */
@@ -144,9 +144,10 @@ export class ConversationStore {
     if (this.#conversations.size >= this.opts.maxConversations)
       throw new GatewayError(
         'TOO_MANY_CONVERSATIONS',
-        `Maximum number of chat conversations (${this.opts.maxConversations}, AIDO_CHAT_MAX_CONVERSATIONS) reached; delete one or wait for idle ones to expire`,
+        `Maximum number of chat conversations (${this.opts.maxConversations}, AIDO_MAX_CHATS) reached; delete one or wait for idle ones to expire`,
       );
     const c = new Conversation(kernelId, kernelId === undefined);
+    c.lastActivity = this.#now();
     this.#conversations.set(c.id, c);
     return c;
   }

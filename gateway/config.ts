@@ -273,7 +273,7 @@ const TABLE = {
     flag: '--llm-base-url',
     default: '',
     parse: modelServerUrl,
-    help: 'OpenAI-compatible Chat Completions server for POST /api/chat (e.g. http://127.0.0.1:11434/v1); empty: /api/chat answers 503',
+    help: 'OpenAI-compatible Chat Completions URL for POST /api/chat (e.g. http://127.0.0.1:11434/v1); empty: off (503)',
   },
   llmModel: {
     env: 'AIDO_LLM_MODEL',
@@ -287,7 +287,7 @@ const TABLE = {
     flag: '--llm-api-key-file',
     default: '',
     parse: absFile,
-    help: "file holding the model server's API key, read once at start (the key itself is never in argv, logs, health or a sandbox); empty: no key",
+    help: "file with the model server's API key, read once at start (never in argv, logs or a sandbox); empty: no key",
   },
   llmMaxSteps: {
     env: 'AIDO_LLM_MAX_STEPS',
@@ -331,12 +331,12 @@ const TABLE = {
     parse: num(1, 86400 * 7),
     help: 'seconds a chat conversation may sit idle before it is dropped and its own kernel shut down',
   },
-  chatMaxConversations: {
-    env: 'AIDO_CHAT_MAX_CONVERSATIONS',
-    flag: '--chat-max-conversations',
+  maxChats: {
+    env: 'AIDO_MAX_CHATS',
+    flag: '--max-chats',
     default: 64,
     parse: int(1, 100_000),
-    help: 'chat conversations kept at once; past it a new one is refused with 403',
+    help: 'chat conversations kept at once; past it POST /api/chat without a conversation_id is refused with 403',
   },
   chatMaxBytes: {
     env: 'AIDO_CHAT_MAX_BYTES',
