@@ -662,10 +662,12 @@ plt.plot([1, 2, 3]); plt.show()`;
   });
 });
 
-describe('POST /api/chat: unconfigured, unreachable model server, bad requests, auth (docker)', function () {
+describe('POST /api/chat: unconfigured, unreachable or silent model server, bad requests, auth (docker)', function () {
   this.timeout(60_000);
   let unconfigured: TestGateway;
   let unreachable: TestGateway;
+  let silentModel: ScriptedModel;
+  let silent: TestGateway;
 
   before(async () => {
     // A loopback port that nothing listens on any more.
@@ -683,11 +685,20 @@ describe('POST /api/chat: unconfigured, unreachable model server, bad requests, 
       llmModel: 'nobody',
       llmMaxRetries: 0,
     });
+    silentModel = await ScriptedModel.start();
+    silent = await startTestGateway({
+      llmBaseUrl: silentModel.baseUrl,
+      llmModel: 'silent',
+      llmMaxRetries: 0,
+      llmTimeoutS: 1,
+    });
   });
 
   after(async () => {
     await unconfigured.close();
     await unreachable.close();
+    await silent.close();
+    await silentModel.close();
   });
 
   it('answers 503 and says what to set when no model server is configured', async () => {
@@ -708,6 +719,37 @@ describe('POST /api/chat: unconfigured, unreachable model server, bad requests, 
     expect(events[1]?.data.reason).to.equal('Bad Gateway');
     expect(await (await unreachable.api('/api/kernels')).json()).to.deep.equal([]);
     expect(await unreachable.gw.runtime.list()).to.deep.equal([]);
+  });
+
+  it('a model server that does not answer within AIDO_LLM_TIMEOUT: 504, and the request to it is dropped', async () => {
+    silentModel.reset(() => ({ hang: true }));
+    const r = await chat(silent, { message: 'hi' });
+    expect(r.status).to.equal(504);
+    expect(r.body.reason).to.equal('Gateway Timeout');
+    expect(String(r.body.message)).to.match(/did not answer within AIDO_LLM_TIMEOUT \(1 s\)/);
+    await waitUntil(() => silentModel.abandoned === 1, 'the gateway to drop the model request');
+  });
+
+  it('a client that leaves while the model streams: the model request is dropped and nothing is kept', async () => {
+    silentModel.reset(() => ({ hang: true }));
+    let id = '';
+    const events = await chatStream(
+      silent,
+      { message: 'hi' },
+      {
+        stopWhen: (e) => {
+          id = String(e.data.conversation_id);
+          return e.event === 'conversation';
+        },
+      },
+    );
+    expect(events.map((e) => e.event)).to.deep.equal(['conversation']);
+    await waitUntil(() => silentModel.requests.length === 1, 'the model request');
+    await waitUntil(() => silentModel.abandoned === 1, 'the gateway to drop the model request');
+    await waitUntil(
+      async () => (await silent.api(`/api/chat/${id}`)).status === 404,
+      'the empty conversation to be dropped',
+    );
   });
 
   it('refuses bad requests with {reason, message}', async () => {

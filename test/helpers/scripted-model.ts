@@ -44,6 +44,8 @@ export type Script = (req: ModelRequest, index: number) => ModelReply | Promise<
 
 export class ScriptedModel {
   readonly requests: ModelRequest[] = [];
+  /** Answers whose connection closed before they were complete (the client gave up on them). */
+  abandoned = 0;
   script: Script = () => ({ content: 'no script' });
   #server: Server;
   #port = 0;
@@ -75,6 +77,7 @@ export class ScriptedModel {
   /** Starts a test afresh: a new script, no recorded requests. */
   reset(script: Script): void {
     this.requests.length = 0;
+    this.abandoned = 0;
     this.script = script;
   }
 
@@ -92,6 +95,9 @@ export class ScriptedModel {
     const body = JSON.parse(raw.toString('utf8')) as ModelRequest['body'];
     const request: ModelRequest = { headers, body };
     const index = this.requests.push(request) - 1;
+    res.on('close', () => {
+      if (!res.writableFinished) this.abandoned++;
+    });
     const reply = await this.script(request, index);
     if ('status' in reply) {
       res.writeHead(reply.status, { 'Content-Type': 'application/json' });
