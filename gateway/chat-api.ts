@@ -129,6 +129,23 @@ export function createChatApi(deps: ChatApiDeps): ChatApi {
   });
   const json = express.json({ limit: '4mb', type: () => true });
 
+  /**
+   * What to tell the client about a turn that did not finish: nothing when it went away itself;
+   * that the conversation ended (DELETE, expiry, gateway stop) when it is still listening.
+   */
+  function turnFailure(err: unknown, c: Conversation): GatewayError | undefined {
+    if (err instanceof TurnAborted)
+      return store.has(c.id)
+        ? undefined
+        : new GatewayError(
+            'CONVERSATION_NOT_FOUND',
+            `conversation ${c.id} was ended (deleted, expired or the gateway is stopping) while this request ran`,
+          );
+    const ge = asGatewayError(err);
+    if (ge.code === 'INTERNAL') log.error({ err }, 'chat turn failed');
+    return ge;
+  }
+
   /** After a turn: free the conversation; drop it when its first turn left nothing behind. */
   async function settle(c: Conversation, created: boolean): Promise<void> {
     store.end(c);
@@ -173,8 +190,7 @@ export function createChatApi(deps: ChatApiDeps): ChatApi {
           streaming: false,
         });
       } catch (err) {
-        if (!(err instanceof TurnAborted)) failure = asGatewayError(err);
-        if (failure?.code === 'INTERNAL') log.error({ err }, 'chat turn failed');
+        failure = turnFailure(err, c);
       } finally {
         await settle(c, created);
       }
@@ -197,8 +213,7 @@ export function createChatApi(deps: ChatApiDeps): ChatApi {
       });
       stream.send('message', answer);
     } catch (err) {
-      if (!(err instanceof TurnAborted)) failure = asGatewayError(err);
-      if (failure?.code === 'INTERNAL') log.error({ err }, 'chat turn failed');
+      failure = turnFailure(err, c);
     } finally {
       await settle(c, created);
       // Headers are gone: the failure is the last event.

@@ -752,6 +752,27 @@ describe('POST /api/chat: unconfigured, unreachable or silent model server, bad 
     );
   });
 
+  it('DELETE during a turn ends it: the model request is dropped and the client is told', async () => {
+    silentModel.reset(() => ({ hang: true }));
+    let id = '';
+    const running = chatStream(
+      silent,
+      { message: 'hi' },
+      {
+        onEvent: (e) => {
+          if (e.event === 'conversation') id = String(e.data.conversation_id);
+        },
+      },
+    );
+    await waitUntil(() => id !== '' && silentModel.requests.length === 1, 'the model request');
+    expect((await silent.api(`/api/chat/${id}`, { method: 'DELETE' })).status).to.equal(204);
+    const events = await running;
+    expect(events.map((e) => e.event)).to.deep.equal(['conversation', 'error']);
+    expect(events[1]?.data.reason).to.equal('Not Found');
+    expect(String(events[1]?.data.message)).to.match(/was ended .* while this request ran/);
+    await waitUntil(() => silentModel.abandoned === 1, 'the gateway to drop the model request');
+  });
+
   it('refuses bad requests with {reason, message}', async () => {
     for (const [body, status, pattern] of [
       [{}, 400, /either "message"/],
