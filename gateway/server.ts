@@ -13,6 +13,7 @@ import { createAgentApi } from './agent-api.js';
 import { AgentExecutor } from './agent-execution.js';
 import type { GatewayConfig } from './config.js';
 import { Culler } from './culler.js';
+import { dockerEngineInfo } from './docker-engine-info.js';
 import { DockerRuntime } from './docker-runtime.js';
 import { createHttpApi } from './http-api.js';
 import { KernelRegistry } from './kernel-registry.js';
@@ -121,7 +122,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
     kernels,
     sessions,
     runtime,
-    docker,
+    engine: dockerEngineInfo(docker),
     policy,
     appArmor,
     logger,
