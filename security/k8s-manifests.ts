@@ -140,6 +140,7 @@ function namespaces(): Namespace[] {
 /**
  * The gateway's identity and rights: pods, their exec (workspace files run a helper in the
  * sandbox) and secrets (connection files) in the kernels' namespace, and nothing else anywhere.
+ * No `update`: every change is a patch of a label or an owner reference.
  */
 function rbac(): (ServiceAccount | Role | RoleBinding)[] {
   return [
@@ -156,13 +157,15 @@ function rbac(): (ServiceAccount | Role | RoleBinding)[] {
         {
           apiGroups: [''],
           resources: ['pods'],
-          verbs: ['create', 'get', 'list', 'watch', 'delete', 'deletecollection'],
+          // patch: the kernel-id label of a pooled pod when it is taken, the owner label.
+          verbs: ['create', 'get', 'list', 'watch', 'patch', 'delete', 'deletecollection'],
         },
         { apiGroups: [''], resources: ['pods/exec'], verbs: ['create', 'get'] },
         {
           apiGroups: [''],
           resources: ['secrets'],
-          verbs: ['create', 'get', 'list', 'delete', 'deletecollection'],
+          // patch: the ownerReference to the pod, set once the pod exists.
+          verbs: ['create', 'get', 'list', 'patch', 'delete', 'deletecollection'],
         },
       ],
     },
