@@ -18,7 +18,7 @@ import {
   SECCOMP_PROFILE_FILE,
   kernelNodeKubeletConfig,
 } from './k8s-manifests.js';
-import { KERNEL_CONTAINER_NAME } from './pod-spec.js';
+import { CONNECTION_INIT_CONTAINER_NAME, KERNEL_CONTAINER_NAME } from './pod-spec.js';
 import type { SandboxLimits } from './policy.js';
 
 /**
@@ -112,7 +112,14 @@ export const PARITY_CONTROLS: readonly ParityControl[] = [
     id: 'kernel-dir',
     control: "the kernel's private directory /run/kernel (connection file; the only other mount)",
     docker: [['HostConfig', 'Binds']],
-    pod: [volume('kernel-dir'), mount('kernel-dir'), volume('connection'), mount('connection')],
+    // The init container copies the connection file from the Secret into /run/kernel; it runs
+    // with the kernel container's securityContext and resources (the parity test checks).
+    pod: [
+      volume('kernel-dir'),
+      mount('kernel-dir'),
+      volume('connection'),
+      ['spec', 'initContainers', `[name=${CONNECTION_INIT_CONTAINER_NAME}]`],
+    ],
   },
   {
     id: 'network',

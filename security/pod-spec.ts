@@ -92,12 +92,19 @@ export const SANDBOX_DNS_RESOLVER = '127.0.0.1';
 /** The kernel container's name in the pod. */
 export const KERNEL_CONTAINER_NAME = 'kernel';
 
+/** The init container that copies the connection file into `/run/kernel`. */
+export const CONNECTION_INIT_CONTAINER_NAME = 'connection';
+
+/** Where the init container sees the kernel's Secret (the kernel container never mounts it). */
+export const CONNECTION_SECRET_DIR = '/run/kernel-secret';
+
 /** The key of the connection file in the kernel's Secret. */
 export const CONNECTION_FILE_KEY = 'connection.json';
 
 /** Where the pod finds things the image provides. */
 const TINI = '/usr/bin/tini';
 const PRLIMIT = '/usr/bin/prlimit';
+const CP = '/usr/bin/cp';
 
 /** Where the cluster places one kernel, beyond the {@link SandboxSpecInput} both backends share. */
 export interface KernelPodTarget {
@@ -200,7 +207,8 @@ function validate(input: SandboxSpecInput, target: KernelPodTarget): void {
  * Labels whose values are valid label values stay labels (the Docker ones: app, kernel id);
  * values a label cannot hold (the Docker backend's state-dir and kernel-dir paths) become
  * annotations under the same key. `kernelDir` (a host path) has no meaning in a cluster:
- * `/run/kernel` is a pod-local tmpfs and the connection file comes from the Secret.
+ * `/run/kernel` is a pod-local tmpfs, and an init container copies the connection file into it
+ * from the Secret.
  *
  * @throws {@link SandboxPolicyError} naming every invalid limit or input.
  */
@@ -248,6 +256,40 @@ export function buildKernelPod(input: SandboxSpecInput, target: KernelPodTarget)
     memory: bytesQuantity(limits.memoryBytes),
   };
 
+  const securityContext = {
+    runAsNonRoot: true,
+    runAsUser: uid,
+    runAsGroup: gid,
+    readOnlyRootFilesystem: policy.readOnlyRootfs,
+    allowPrivilegeEscalation: !policy.noNewPrivileges,
+    privileged: false,
+    capabilities: { drop: ['ALL'] },
+    procMount: 'Default',
+  };
+  const kernelDirMount = { name: 'kernel-dir', mountPath: KERNEL_DIR_IN_CONTAINER };
+
+  // ipykernel removes and rewrites its connection file at start-up (jupyter_client's
+  // write_connection_file), so the file must be an ordinary one in a writable directory, as on
+  // Docker: a Secret mount there is read-only and the kernel would die. The init container copies
+  // it in, under the same user, limits and securityContext as the kernel.
+  const init: Container = {
+    name: CONNECTION_INIT_CONTAINER_NAME,
+    image: input.image,
+    imagePullPolicy: 'IfNotPresent',
+    command: [
+      CP,
+      '--',
+      `${CONNECTION_SECRET_DIR}/${CONNECTION_FILE_KEY}`,
+      `${KERNEL_DIR_IN_CONTAINER}/${CONNECTION_FILE_KEY}`,
+    ],
+    resources: { requests: { ...resources }, limits: { ...resources } },
+    securityContext: { ...securityContext, capabilities: { drop: ['ALL'] } },
+    volumeMounts: [
+      { ...kernelDirMount },
+      { name: 'connection', mountPath: CONNECTION_SECRET_DIR, readOnly: true },
+    ],
+  };
+
   const container: Container = {
     name: KERNEL_CONTAINER_NAME,
     image: input.image,
@@ -264,27 +306,12 @@ export function buildKernelPod(input: SandboxSpecInput, target: KernelPodTarget)
       protocol: 'TCP',
     })),
     resources: { requests: { ...resources }, limits: { ...resources } },
-    securityContext: {
-      runAsNonRoot: true,
-      runAsUser: uid,
-      runAsGroup: gid,
-      readOnlyRootFilesystem: policy.readOnlyRootfs,
-      allowPrivilegeEscalation: !policy.noNewPrivileges,
-      privileged: false,
-      capabilities: { drop: ['ALL'] },
-      procMount: 'Default',
-    },
+    securityContext: { ...securityContext, capabilities: { drop: ['ALL'] } },
     volumeMounts: [
       { name: 'tmp', mountPath: '/tmp' },
       { name: 'workspace', mountPath: WORKSPACE_DIR },
       { name: 'dshm', mountPath: '/dev/shm' },
-      { name: 'kernel-dir', mountPath: KERNEL_DIR_IN_CONTAINER },
-      {
-        name: 'connection',
-        mountPath: `${KERNEL_DIR_IN_CONTAINER}/${CONNECTION_FILE_KEY}`,
-        subPath: CONNECTION_FILE_KEY,
-        readOnly: true,
-      },
+      { ...kernelDirMount },
     ],
   };
 
@@ -313,6 +340,7 @@ export function buildKernelPod(input: SandboxSpecInput, target: KernelPodTarget)
         { key: KERNEL_NODE_LABEL, operator: 'Equal', value: 'true', effect: 'NoSchedule' },
       ],
       securityContext: podSecurity,
+      initContainers: [init],
       containers: [container],
       volumes: [
         tmpfs('tmp', limits.tmpSizeBytes),

@@ -79,6 +79,13 @@ function expectSameControls(input: SandboxSpecInput): void {
   const c = spec.containers[0]!;
   const sc = c.securityContext!;
   const psc = spec.securityContext!;
+  // The init container (it copies the connection file) is confined exactly like the kernel.
+  for (const init of spec.initContainers ?? []) {
+    expect(init.securityContext, init.name).to.deep.equal(sc);
+    expect(init.resources, init.name).to.deep.equal(c.resources);
+    expect(init.image, init.name).to.equal(c.image);
+  }
+  expect(spec.initContainers).to.have.length(1);
   expect(docker.User).to.equal(`${psc.runAsUser}:${psc.runAsGroup}`);
   expect(sc.runAsUser).to.equal(psc.runAsUser);
   expect(hc.ReadonlyRootfs).to.equal(sc.readOnlyRootFilesystem);

@@ -82,12 +82,25 @@ const C = {
     { name: 'workspace', mountPath: '/workspace' },
     { name: 'dshm', mountPath: '/dev/shm' },
     { name: 'kernel-dir', mountPath: '/run/kernel' },
-    {
-      name: 'connection',
-      mountPath: '/run/kernel/connection.json',
-      subPath: 'connection.json',
-      readOnly: true,
-    },
+  ],
+};
+
+/** Copies the connection file from the Secret into /run/kernel, as the kernel's own user. */
+const INIT = {
+  name: 'connection',
+  image: 'aido-kernel:latest',
+  imagePullPolicy: 'IfNotPresent',
+  command: [
+    '/usr/bin/cp',
+    '--',
+    '/run/kernel-secret/connection.json',
+    '/run/kernel/connection.json',
+  ],
+  resources: C.resources,
+  securityContext: C.securityContext,
+  volumeMounts: [
+    { name: 'kernel-dir', mountPath: '/run/kernel' },
+    { name: 'connection', mountPath: '/run/kernel-secret', readOnly: true },
   ],
 };
 
@@ -127,6 +140,7 @@ const GOLDEN = {
       fsGroup: 1000,
       seccompProfile: { type: 'Localhost', localhostProfile: 'aido/kernel-seccomp.json' },
     },
+    initContainers: [INIT],
     containers: [C],
     volumes: [
       { name: 'tmp', emptyDir: { medium: 'Memory', sizeLimit: '64Mi' } },
