@@ -468,7 +468,7 @@ export function buildManifests(inputs: {
     {
       path: '20-gateway.yaml',
       about:
-        'The gateway Deployment (one replica) and its Service. Create the token first: kubectl -n aido-gateway create secret generic aido-kernel-gateway-auth --from-literal=token=$(openssl rand -hex 24)',
+        'The gateway Deployment (one replica) and its Service. It needs the gateway image and the Kubernetes runtime backend, neither of which exists yet (docs/scaling.md, "What is left"). Create the token first: kubectl -n aido-gateway create secret generic aido-kernel-gateway-auth --from-literal=token=$(openssl rand -hex 24)',
       objects: gateway(),
     },
     {
