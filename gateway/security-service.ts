@@ -2,7 +2,6 @@
  * The security API's logic: panic, the sandbox listing with limits as Docker reports them,
  * targeted removal, and a health report read back from live sandboxes.
  */
-import type Docker from 'dockerode';
 import { appArmorStatus, type AppArmorHostFacts } from '../security/apparmor.js';
 import { describeDisabledControls, type SandboxPolicy } from '../security/policy.js';
 import type { GatewayConfig } from './config.js';
@@ -12,12 +11,32 @@ import type { Logger } from './logger.js';
 import type { KernelRuntime } from './runtime.js';
 import type { SessionStore } from './sessions.js';
 
+/** A kernel image as the container engine holds it. */
+export interface EngineImage {
+  /** The engine's id for the image. */
+  id: string;
+  /** The content hash kernel-image/build.sh labels the image with, when present. */
+  hash: string | null;
+}
+
+/**
+ * What the health report asks of the engine that runs the sandboxes, whichever backend that is
+ * (Docker here; a Kubernetes backend answers with the API server's version and the image the
+ * nodes pull). Keeps the engine's client library below this seam.
+ */
+export interface EngineInfo {
+  /** The engine's version, or null when it does not answer. */
+  version(): Promise<string | null>;
+  /** The kernel image `ref`, or null when the engine does not have it. */
+  image(ref: string): Promise<EngineImage | null>;
+}
+
 export interface SecurityServiceDeps {
   config: GatewayConfig;
   kernels: KernelRegistry;
   sessions: SessionStore;
   runtime: KernelRuntime;
-  docker: Docker;
+  engine: EngineInfo;
   policy: SandboxPolicy;
   appArmor: AppArmorHostFacts;
   logger: Logger;
@@ -95,22 +114,9 @@ export class SecurityService {
     let image: Record<string, unknown> = { name: config.kernelImage, present: false };
     let live: Awaited<ReturnType<KernelRuntime['list']>> = [];
     if (reachable) {
-      dockerVersion = await this.d.docker
-        .version()
-        .then((v) => v.Version)
-        .catch(() => null);
-      image = await this.d.docker
-        .getImage(config.kernelImage)
-        .inspect()
-        .then((i) => ({
-          name: config.kernelImage,
-          present: true,
-          id: i.Id,
-          hash:
-            (i.Config.Labels as Record<string, string> | null)?.['org.aido.kernel-image.hash'] ??
-            null,
-        }))
-        .catch(() => ({ name: config.kernelImage, present: false }));
+      dockerVersion = await this.d.engine.version().catch(() => null);
+      const found = await this.d.engine.image(config.kernelImage).catch(() => null);
+      if (found) image = { name: config.kernelImage, present: true, ...found };
       live = await this.d.runtime.list().catch(() => []);
     }
     const running = live.filter((c) => c.state === 'running');

@@ -14,6 +14,7 @@ import { AgentExecutor } from './agent-execution.js';
 import { createChatApi } from './chat-api.js';
 import type { GatewayConfig } from './config.js';
 import { Culler } from './culler.js';
+import { dockerEngineInfo } from './docker-engine-info.js';
 import { DockerRuntime } from './docker-runtime.js';
 import { createHttpApi } from './http-api.js';
 import { KernelRegistry } from './kernel-registry.js';
@@ -122,7 +123,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
     kernels,
     sessions,
     runtime,
-    docker,
+    engine: dockerEngineInfo(docker),
     policy,
     appArmor,
     logger,

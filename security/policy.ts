@@ -130,9 +130,9 @@ const DOCKER_MIN_MEMORY = 6 * MiB;
 /** Docker's container name grammar. */
 const CONTAINER_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
 /** A POSIX-portable environment name. */
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+export const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** AppArmor profile names we accept (no spaces, quotes or option separators). */
-const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+export const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 function fail(input: SandboxSpecInput, problems: string[]): never {
   const who = input.kernelId || '(no id)';
