@@ -12,6 +12,8 @@ import { DEFAULT_LIMITS, type SandboxPolicy } from '../security/policy.js';
 import { createAgentApi } from './agent-api.js';
 import { AgentExecutor } from './agent-execution.js';
 import type { GatewayConfig } from './config.js';
+import { createConsoleApi } from './console-api.js';
+import { createConsoleRoute } from './console-route.js';
 import { Culler } from './culler.js';
 import { DockerRuntime } from './docker-runtime.js';
 import { createHttpApi } from './http-api.js';
@@ -21,6 +23,7 @@ import { createLogger, type Logger } from './logger.js';
 import { McpGateway } from './mcp-server.js';
 import { GatewayMetrics } from './metrics.js';
 import type { KernelRuntime } from './runtime.js';
+import { SandboxStats } from './sandbox-stats.js';
 import { SecurityService } from './security-service.js';
 import { SessionStore } from './sessions.js';
 import { WorkspaceFiles, type SandboxExec } from './workspace-files.js';
@@ -150,6 +153,8 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
     isDraining,
     agentApi,
     metrics,
+    consolePage: createConsoleRoute(),
+    consoleApi: createConsoleApi({ config, kernels, stats: new SandboxStats(docker) }),
   });
   // A request target that is not a URL (an absolute-form target with a broken host, say) matches
   // no Express route at all; answer it here with the gateway's JSON error instead.
