@@ -299,6 +299,15 @@ describe('security console (real Chromium, real kernels)', function () {
     await page.setViewportSize({ width: 1280, height: 800 });
   });
 
+  it('signs out: the token and every figure leave the page', async () => {
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.locator('#login').waitFor({ state: 'visible', timeout: 10_000 });
+    expect(await page.evaluate('sessionStorage.length')).to.equal(0);
+    expect(await page.locator('#sandboxes tbody tr').count()).to.equal(0);
+    expect(await page.locator('#deaths tbody tr').count()).to.equal(0);
+    expect(await page.locator('#dashboard').isVisible()).to.equal(false);
+  });
+
   it('sent every request to the gateway only, none with the token in its URL, and broke no CSP rule', () => {
     expect(requests.length).to.be.greaterThan(10);
     for (const u of requests) {
