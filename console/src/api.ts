@@ -44,6 +44,8 @@ export class GatewayApi {
         cache: 'no-store',
         credentials: 'omit',
         redirect: 'error',
+        // A hung request must not stall the refresh loop (it waits for each round to finish).
+        signal: AbortSignal.timeout(15_000),
       });
     } catch (err) {
       throw new ApiError(0, `the gateway did not answer (${String(err)})`);

@@ -377,7 +377,9 @@ class ConsoleApp {
       ? `kernel ${shortId(kernelId)}`
       : `container ${shortId(row.container?.containerId ?? '', 12)}`;
     const target = kernelId ? encodeURIComponent(kernelId) : null;
-    button.disabled = true;
+    // aria-disabled, not disabled: a disabled button drops the keyboard focus.
+    if (button.getAttribute('aria-disabled') === 'true') return;
+    button.setAttribute('aria-disabled', 'true');
     try {
       if (action === 'kill') {
         const id = target ?? encodeURIComponent(row.container?.containerId ?? '');
@@ -390,7 +392,7 @@ class ConsoleApp {
     } catch (err) {
       this.#feedback(`Could not ${action} ${who}: ${errorText(err)}`, 'bad');
     } finally {
-      button.disabled = false;
+      button.removeAttribute('aria-disabled');
       this.#refreshSoon();
     }
   }

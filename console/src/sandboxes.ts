@@ -77,6 +77,10 @@ export class SandboxTable {
     const keep = new Set(rows.map((r) => r.key));
     for (const [key, cells] of this.#rows) {
       if (keep.has(key)) continue;
+      // A keyboard user whose row goes (the Kill they pressed) lands on the table, not the page top.
+      const region = this.tbody.closest('.scroll');
+      if (cells.tr.contains(document.activeElement) && region instanceof HTMLElement)
+        region.focus();
       cells.tr.remove();
       this.#rows.delete(key);
     }

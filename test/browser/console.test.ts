@@ -202,6 +202,9 @@ describe('security console (real Chromium, real kernels)', function () {
     await page.keyboard.press('Enter');
     await textBecomes(page.locator('#feedback'), /Killed kernel/, 'the kill feedback');
     await gone(row(b), 'kernel b gone from the table');
+    expect(await page.locator(':focus').getAttribute('aria-labelledby')).to.equal(
+      'sandboxes-title',
+    );
     expect((await t.api(`/api/kernels/${b}`)).status).to.equal(404);
     await textBecomes(
       page.locator(`#deaths tr[data-kernel-id="${b}"] .badge`),
