@@ -38,15 +38,18 @@ export interface ConsoleDirs {
   scriptDir: string;
 }
 
-/** Finds console/index.html upward from this module (works from gateway/ and dist/gateway/). */
-export function findConsoleDirs(): ConsoleDirs {
+/**
+ * Finds console/index.html upward from this module (works from gateway/ and dist/gateway/);
+ * null when the console's files are not installed (the API works without them).
+ */
+export function findConsoleDirs(): ConsoleDirs | null {
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 5; i++) {
     if (existsSync(path.join(dir, 'console', 'index.html')))
       return { staticDir: path.join(dir, 'console'), scriptDir: path.join(dir, 'dist', 'console') };
     dir = path.dirname(dir);
   }
-  throw new Error('console/index.html not found');
+  return null;
 }
 
 function secure(res: Response): void {
@@ -59,8 +62,18 @@ function secure(res: Response): void {
   res.setHeader('Cache-Control', 'no-cache');
 }
 
-export function createConsoleRoute(dirs: ConsoleDirs = findConsoleDirs()): express.Router {
+export function createConsoleRoute(dirs: ConsoleDirs | null = findConsoleDirs()): express.Router {
   const router = express.Router();
+  if (!dirs) {
+    router.get(/^\/console(?:\/.*)?$/, (_req, res) => {
+      secure(res);
+      res.status(404).json({
+        reason: 'Not Found',
+        message: 'the security console is not installed (console/ is missing next to dist/)',
+      });
+    });
+    return router;
+  }
   const send = async (res: Response, file: string): Promise<void> => {
     secure(res);
     let body: Buffer;

@@ -74,3 +74,21 @@ describe('console route', () => {
     }
   });
 });
+
+describe('console route without the console files', () => {
+  it('answers 404 JSON naming what is missing, and the gateway can still start', async () => {
+    const app = express();
+    app.use(createConsoleRoute(null));
+    const server = createServer(app);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const res = await fetch(
+        `http://127.0.0.1:${(server.address() as AddressInfo).port}/console/`,
+      );
+      expect(res.status).to.equal(404);
+      expect(((await res.json()) as { message: string }).message).to.match(/not installed/);
+    } finally {
+      server.close();
+    }
+  });
+});
