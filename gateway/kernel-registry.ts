@@ -4,6 +4,7 @@ import { freemem } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { GatewayConfig } from './config.js';
 import { GatewayError } from './errors.js';
+import { KernelDeaths, type DeathCause } from './kernel-deaths.js';
 import { kernelEnvFrom } from './kernel-env.js';
 import { KernelSession, type KernelSessionOptions } from './kernel-session.js';
 import type { KernelSpecs } from './kernelspecs.js';
@@ -26,6 +27,9 @@ export class KernelRegistry {
 
   /** Sandboxes started ahead of demand (AIDO_POOL_SIZE; 0: none). */
   readonly pool: WarmPool;
+
+  /** The recent ends of kernels' sandboxes, newest first (the security console's events). */
+  readonly deaths = new KernelDeaths();
 
   constructor(
     private readonly config: GatewayConfig,
@@ -195,6 +199,9 @@ export class KernelRegistry {
       restartAfterKill: this.config.restartAfterKill,
       startTimeoutMs: this.config.kernelStartTimeoutS * 1000,
       ...(this.metrics ? { metrics: this.metrics } : {}),
+      onSandboxDeath: (d) => {
+        this.deaths.record(d);
+      },
       iopubRate: {
         msgsPerSecond: this.config.iopubMsgRateLimit,
         bytesPerSecond: this.config.iopubDataRateLimit,
@@ -213,6 +220,7 @@ export class KernelRegistry {
   async shutdown(id: string): Promise<void> {
     const k = this.get(id);
     this.#kernels.delete(id);
+    this.#recordEnd(k, 'shutdown', 'shut down at a client request');
     await k.shutdown();
     this.pool.rebalance();
   }
@@ -229,8 +237,19 @@ export class KernelRegistry {
     const k = this.get(id);
     this.#kernels.delete(id);
     if (opts.cause) this.metrics?.kill(opts.cause);
+    this.#recordEnd(k, opts.cause === 'panic' ? 'panic' : 'stopped', reason);
     await k.shutdown(opts.notice === undefined ? { reason } : { reason, notice: opts.notice });
     this.pool.rebalance();
+  }
+
+  #recordEnd(k: KernelSession, cause: DeathCause, reason: string): void {
+    this.deaths.record({
+      kernel_id: k.id,
+      container_id: k.containerId ?? null,
+      cause,
+      reason,
+      exit_code: null,
+    });
   }
 
   /** Shuts every kernel down (gateway shutdown). */

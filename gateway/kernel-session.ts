@@ -25,6 +25,7 @@ import {
 } from './client-channels.js';
 import { WsSink, type WireProtocol } from './ws-sink.js';
 import { IopubRateLimit } from './iopub-rate-limit.js';
+import type { KernelDeath } from './kernel-deaths.js';
 import { ExecutionDeadline, InterruptLadder, realTimers, type Timers } from './deadline.js';
 import { GatewayError } from './errors.js';
 import type { Logger } from './logger.js';
@@ -63,6 +64,8 @@ export interface KernelSessionOptions {
   iopubRate: { msgsPerSecond: number; bytesPerSecond: number };
   timers?: Timers;
   metrics?: MetricsSink;
+  /** Told when the sandbox stopped on its own or was killed by the ladder (not at shutdown). */
+  onSandboxDeath?: (death: Omit<KernelDeath, 'at'>) => void;
 }
 
 /** Requests whose replies and status messages do not count as user activity. */
@@ -727,6 +730,19 @@ export class KernelSession implements ChannelHost {
         : `the kernel exited with code ${exit.exitCode ?? 'unknown'}`);
     this.#log.warn({ reason, exit }, 'sandbox stopped');
     if (exit.oomKilled) this.opts.metrics?.oom();
+    this.opts.onSandboxDeath?.({
+      kernel_id: this.id,
+      container_id: this.#sandbox?.id ?? null,
+      cause: killedByWatchdog
+        ? this.#ladderCause === 'deadline'
+          ? 'watchdog_kill'
+          : 'interrupt_kill'
+        : exit.oomKilled
+          ? 'oom'
+          : 'exit',
+      reason,
+      exit_code: exit.exitCode,
+    });
     this.#deadline.disarmAll();
     this.#ladder.settle();
     const active = this.#activeExecution;

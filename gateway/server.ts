@@ -13,6 +13,8 @@ import { createAgentApi } from './agent-api.js';
 import { AgentExecutor } from './agent-execution.js';
 import { createChatApi } from './chat-api.js';
 import type { GatewayConfig } from './config.js';
+import { createConsoleApi } from './console-api.js';
+import { createConsoleRoute } from './console-route.js';
 import { Culler } from './culler.js';
 import { dockerEngineInfo } from './docker-engine-info.js';
 import { DockerRuntime } from './docker-runtime.js';
@@ -23,6 +25,7 @@ import { createLogger, type Logger } from './logger.js';
 import { McpGateway } from './mcp-server.js';
 import { GatewayMetrics } from './metrics.js';
 import type { KernelRuntime } from './runtime.js';
+import { SandboxStats } from './sandbox-stats.js';
 import { SecurityService } from './security-service.js';
 import { SessionStore } from './sessions.js';
 import { WorkspaceFiles, type SandboxExec } from './workspace-files.js';
@@ -161,6 +164,8 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
     agentApi,
     chatApi: chat.router,
     metrics,
+    consolePage: createConsoleRoute(),
+    consoleApi: createConsoleApi({ config, kernels, stats: new SandboxStats(docker) }),
   });
   // A request target that is not a URL (an absolute-form target with a broken host, say) matches
   // no Express route at all; answer it here with the gateway's JSON error instead.
