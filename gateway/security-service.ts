@@ -10,6 +10,7 @@ import { GatewayError } from './errors.js';
 import type { KernelRegistry } from './kernel-registry.js';
 import type { Logger } from './logger.js';
 import type { KernelRuntime } from './runtime.js';
+import { hostAccountsOf } from './sandbox-uid.js';
 import type { SessionStore } from './sessions.js';
 
 export interface SecurityServiceDeps {
@@ -148,6 +149,16 @@ export class SecurityService {
             appArmor.state === 'enforced'
               ? every((o) => o.some((s) => s.startsWith('apparmor=')))
               : false,
+        },
+        user: {
+          uid: policy.uid,
+          gid: policy.uid,
+          // Checked at start (the gateway refuses a uid with a host account); read again here.
+          host_account: hostAccountsOf(policy.uid),
+          in_force_on_live_sandboxes:
+            running.length === 0
+              ? null
+              : running.every((c) => c.user === `${policy.uid}:${policy.uid}`),
         },
         read_only_rootfs: policy.readOnlyRootfs,
         network: 'none',

@@ -7,8 +7,7 @@
  * `build.sh --print-tag`). Set AIDO_SKIP_DOCKER=1 to skip.
  */
 import { execFileSync } from 'node:child_process';
-import { chownSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
@@ -97,14 +96,17 @@ describe('seccomp profile against real workloads (Docker)', function () {
     script: string,
     policy: SandboxPolicy = DEFAULT_POLICY,
   ): Promise<{ json: unknown; stderr: string }> {
-    const kernelDir = mkdtempSync(path.join(tmpdir(), 'aido-sc-'));
-    copyFileSync(path.join(here, script), path.join(kernelDir, script));
-    chownSync(kernelDir, 1000, 1000);
+    // The probe travels in a plain volume of its own, mounted where the kernel directory goes.
+    const volume = `aido-test-seccomp-${process.pid}-${Date.now()}`;
+    await docker.createVolume({ Name: volume, Labels: { 'org.aido.test': 'seccomp' } });
+    const { Mountpoint } = (await docker.getVolume(volume).inspect()) as { Mountpoint: string };
+    copyFileSync(path.join(here, script), path.join(Mountpoint, script));
     const spec = buildContainerSpec({
       policy,
       image,
       kernelId: `seccomp-probe-${process.pid}`,
-      kernelDir,
+      kernelVolume: volume,
+      connectionFile: '{}',
       labels: { 'org.aido.test': 'seccomp' },
       env: { MPLBACKEND: 'Agg', MPLCONFIGDIR: '/tmp/mpl', PYTHONDONTWRITEBYTECODE: '1' },
       name: `aido-test-seccomp-${process.pid}-${Date.now()}`,
@@ -130,7 +132,7 @@ describe('seccomp profile against real workloads (Docker)', function () {
       return { json: JSON.parse(last) as unknown, stderr: logs.stderr };
     } finally {
       await container.remove({ force: true });
-      rmSync(kernelDir, { recursive: true, force: true });
+      await docker.getVolume(volume).remove();
     }
   }
 
