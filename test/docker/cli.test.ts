@@ -67,7 +67,7 @@ describe('gateway process (npm start)', function () {
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     it(`shuts down on ${signal}: every sandbox removed, then exit 0`, async () => {
       const stateDir = mkdtempSync('/tmp/aido-c-');
-      const token = 'cli-test-token';
+      const token = 'cli-test-token-0123';
       const { child, base } = await startCli({
         AIDO_STATE_DIR: stateDir,
         AIDO_AUTH_TOKEN: token,

@@ -5,78 +5,22 @@
  * gateway adopts, with which key, or make root follow a link; the kernel directory is a capped,
  * noexec tmpfs; kernels run as a uid no host account has; one gateway per state dir.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statfsSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import path from 'node:path';
 import { expect } from 'chai';
 import Docker from 'dockerode';
 import { kernelImage } from '../helpers/gateway.js';
+import {
+  killGatewayProcess,
+  runGatewayToExit,
+  startGatewayProcess,
+  stopGatewayProcess,
+  type GatewayProcess,
+} from '../helpers/gateway-process.js';
 import { stdout, TestClient } from '../helpers/ws-client.js';
 
 const TMPFS_MAGIC = 0x01021994;
-
-interface Running {
-  child: ChildProcess;
-  base: string;
-}
-
-/** Starts `gateway/cli.ts`; resolves once it listens, rejects if it exits or takes too long. */
-function startGateway(env: Record<string, string>, timeoutMs = 90_000): Promise<Running> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'gateway/cli.ts'], {
-    env: { ...process.env, AIDO_PORT: '0', AIDO_LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(
-        new Error(`timed out after ${timeoutMs} ms waiting for the gateway to listen: ${out}`),
-      );
-    }, timeoutMs);
-    const take = (d: Buffer): void => {
-      out += d.toString();
-      const m = /listening on (http:\/\/\S+)\n/.exec(out);
-      if (m?.[1]) {
-        clearTimeout(timer);
-        resolve({ child, base: m[1] });
-      }
-    };
-    child.stdout.on('data', take);
-    child.stderr.on('data', take);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`gateway exited early (${code}): ${out}`));
-    });
-  });
-}
-
-/** Runs `cmd` to its exit; resolves with its exit code and output (bounded by `timeoutMs`). */
-function runToExit(
-  env: Record<string, string>,
-  timeoutMs: number,
-): Promise<{ code: number | null; out: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'gateway/cli.ts'], {
-    env: { ...process.env, AIDO_PORT: '0', AIDO_LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(
-        new Error(`timed out after ${timeoutMs} ms waiting for the second gateway to exit: ${out}`),
-      );
-    }, timeoutMs);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out });
-    });
-  });
-}
 
 describe('hostile kernel: nothing the sandbox can write is trusted (real gateway, real sandboxes)', function () {
   this.timeout(240_000);
@@ -88,7 +32,7 @@ describe('hostile kernel: nothing the sandbox can write is trusted (real gateway
   let trap: Server;
   let trapConnections = 0;
   let env: Record<string, string>;
-  let gw: Running | undefined;
+  let gw: GatewayProcess | undefined;
   const kernels: Record<'victim' | 'bystander' | 'junk' | 'hijacker', string> = {
     victim: '',
     bystander: '',
@@ -141,7 +85,7 @@ describe('hostile kernel: nothing the sandbox can write is trusted (real gateway
       AIDO_KERNEL_IMAGE: kernelImage(),
       AIDO_POOL_SIZE: '0',
     };
-    gw = await startGateway(env);
+    gw = await startGatewayProcess(env);
     for (const name of Object.keys(kernels) as (keyof typeof kernels)[]) {
       const res = await api('/api/kernels', { method: 'POST', body: '{}' });
       expect(res.status, `starting the ${name} kernel`).to.equal(201);
@@ -149,11 +93,7 @@ describe('hostile kernel: nothing the sandbox can write is trusted (real gateway
     }
   });
   after(async () => {
-    if (gw && gw.child.exitCode === null) {
-      const exited = new Promise((r) => gw?.child.once('exit', r));
-      gw.child.kill('SIGTERM');
-      await exited;
-    }
+    await stopGatewayProcess(gw);
     for (const c of await labelled())
       await docker.getContainer(c.Id).remove({ force: true, v: true });
     trap.close();
@@ -313,11 +253,9 @@ describe('hostile kernel: nothing the sandbox can write is trusted (real gateway
     );
 
     const before = await labelled();
-    const killed = new Promise((r) => gw?.child.once('exit', r));
-    gw?.child.kill('SIGKILL');
-    await killed;
-    // No hang: the restarted gateway listens (startGateway's own deadline).
-    gw = await startGateway(env);
+    await killGatewayProcess(gw);
+    // No hang: the restarted gateway listens (startGatewayProcess's own deadline).
+    gw = await startGatewayProcess(env);
     const ids = ((await (await api('/api/kernels')).json()) as { id: string }[]).map((k) => k.id);
     expect(ids, `no kernel lost (attacks: ${junk.trim()} ${hijack.trim()})`).to.have.members(
       Object.values(kernels),
@@ -337,7 +275,7 @@ describe('hostile kernel: nothing the sandbox can write is trusted (real gateway
   });
 
   it('a second gateway on the same state dir refuses to start while the first lives', async () => {
-    const second = await runToExit(env, 60_000);
+    const second = await runGatewayToExit(env);
     expect(second.code, second.out).to.not.equal(0);
     expect(second.out).to.match(/another gateway is running on the state dir/);
     // The first one is untouched.
