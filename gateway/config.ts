@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
-import { DEFAULT_SANDBOX_UID, validateLimits } from '../security/policy.js';
+import { DEFAULT_SANDBOX_UID, SANDBOX_UID_COUNT, validateLimits } from '../security/policy.js';
 
 type Parser<T> = (raw: string) => T;
 
@@ -157,8 +157,8 @@ const TABLE = {
     env: 'AIDO_SANDBOX_UID',
     flag: '--sandbox-uid',
     default: DEFAULT_SANDBOX_UID,
-    parse: int(1, 2 ** 31 - 2),
-    help: 'host uid and gid of kernel processes; the gateway refuses to start if a host account (passwd, group, subuid, subgid) has it',
+    parse: int(1, 2 ** 31 - 1 - SANDBOX_UID_COUNT),
+    help: `first of the ${SANDBOX_UID_COUNT} host uids (= gids) kernels run as, one per sandbox; the gateway refuses to start if a host account (passwd, group, subuid, subgid) has one`,
   },
   stateDir: {
     env: 'AIDO_STATE_DIR',

@@ -4,7 +4,7 @@
  * mount point). Which kernel a sandbox serves lives in gateway-owned state (labels, the container's
  * config, root-only records under the state dir), never in anything the sandbox can write.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import { Writable } from 'node:stream';
 import Docker from 'dockerode';
 import {
@@ -219,9 +219,39 @@ export class DockerRuntime implements KernelRuntime {
   readonly bindings: SandboxBindings;
   /** Pooled sandboxes and the kernels they were handed to (their labels say "pool"). */
   readonly #bound = new Map<string, string>();
+  /** The uid of each sandbox of this gateway, and the uids taken (sandboxes being created too). */
+  readonly #uidOf = new Map<string, number>();
+  readonly #uidsTaken = new Set<number>();
 
   constructor(private readonly opts: DockerRuntimeOptions) {
     this.bindings = new SandboxBindings(opts.stateDir);
+  }
+
+  /** A uid of the policy's range that no sandbox of this gateway has (one uid per sandbox). */
+  #takeUid(): number {
+    const { first, count } = this.opts.policy.uidRange;
+    if (this.#uidsTaken.size >= count)
+      throw new GatewayError('KERNEL_START_FAILED', `all ${count} sandbox uids are in use`);
+    for (;;) {
+      const uid = first + randomInt(count);
+      if (this.#uidsTaken.has(uid)) continue;
+      this.#uidsTaken.add(uid);
+      return uid;
+    }
+  }
+
+  #noteUid(containerId: string, user: string): void {
+    const uid = Number(/^(\d+):/.exec(user)?.[1]);
+    if (!Number.isSafeInteger(uid)) return;
+    this.#uidOf.set(containerId, uid);
+    this.#uidsTaken.add(uid);
+  }
+
+  #releaseUid(containerId: string): void {
+    const uid = this.#uidOf.get(containerId);
+    if (uid === undefined) return;
+    this.#uidOf.delete(containerId);
+    this.#uidsTaken.delete(uid);
   }
 
   #labels(): Record<string, string> {
@@ -276,8 +306,16 @@ export class DockerRuntime implements KernelRuntime {
       kernel_name: 'python3',
     };
     const dir = await this.#createVolume(volume);
+    let uid: number;
+    try {
+      uid = this.#takeUid();
+    } catch (err) {
+      await this.#removeVolume(volume).catch(() => undefined);
+      throw err;
+    }
     const spec = buildContainerSpec({
       policy: this.opts.policy,
+      uid,
       image: this.opts.image,
       kernelId: kernelId ?? POOL_KERNEL_ID,
       kernelVolume: volume,
@@ -301,9 +339,11 @@ export class DockerRuntime implements KernelRuntime {
     try {
       container = await this.opts.docker.createContainer(spec);
     } catch (err) {
+      this.#uidsTaken.delete(uid);
       await this.#removeVolume(volume).catch(() => undefined);
       throw this.translate(err, 'creating the sandbox');
     }
+    this.#uidOf.set(container.id, uid);
     try {
       // Recorded before it runs: a gateway that dies from here on leaves a record to adopt by.
       if (kernelId !== null) await this.bind(container.id, kernelId, env);
@@ -383,6 +423,7 @@ export class DockerRuntime implements KernelRuntime {
     if (!volume || mount?.Name !== volume || !mount.Source.startsWith('/'))
       throw new Error('its kernel directory is not its own volume');
     await checkSealed(mount.Source);
+    this.#noteUid(c.Id, info.Config.User);
     // Treated as boosted: the previous gateway may have died before lowering the quota.
     const sandbox = new DockerSandbox(
       this,
@@ -462,6 +503,7 @@ export class DockerRuntime implements KernelRuntime {
     if (volume) await this.#removeVolume(volume);
     await this.bindings.remove(containerId);
     this.#bound.delete(containerId);
+    this.#releaseUid(containerId);
   }
 
   async list(): Promise<SandboxInfo[]> {

@@ -1,6 +1,6 @@
 /**
- * The sandbox uid must name no host account: a process that escapes a sandbox, or a host user who
- * owns that uid, must not meet each other. Checked at start against the host's account files.
+ * The sandbox uids must name no host account: a process that escapes a sandbox, or a host user
+ * who owns such a uid, must not meet each other. Checked at start against the host's account files.
  */
 import { readFileSync } from 'node:fs';
 
@@ -33,20 +33,27 @@ function lines(file: string): string[][] {
 }
 
 /**
- * Every host account that owns `id` as a uid (passwd), a gid (group), or inside a subordinate
- * range (subuid/subgid: a rootless container of that user could run as it). Empty: none.
+ * Every host account that owns an id in `first`..`first + count - 1`: as a uid (passwd), a gid
+ * (group), or through an overlapping subordinate range (subuid/subgid: a rootless container of
+ * that user could run as it). Empty: none.
  */
-export function hostAccountsOf(id: number, files: AccountFiles = HOST_ACCOUNT_FILES): string[] {
+export function hostAccountsIn(
+  first: number,
+  count: number,
+  files: AccountFiles = HOST_ACCOUNT_FILES,
+): string[] {
+  const last = first + count - 1;
+  const inRange = (id: number): boolean => id >= first && id <= last;
   const found: string[] = [];
   for (const f of lines(files.passwd))
-    if (Number(f[2]) === id) found.push(`user ${f[0]} (${files.passwd})`);
+    if (inRange(Number(f[2]))) found.push(`user ${f[0]} (uid ${f[2]}, ${files.passwd})`);
   for (const f of lines(files.group))
-    if (Number(f[2]) === id) found.push(`group ${f[0]} (${files.group})`);
+    if (inRange(Number(f[2]))) found.push(`group ${f[0]} (gid ${f[2]}, ${files.group})`);
   for (const file of [files.subuid, files.subgid]) {
     for (const f of lines(file)) {
       const start = Number(f[1]);
-      const count = Number(f[2]);
-      if (id >= start && id < start + count) found.push(`${f[0]}'s subordinate range (${file})`);
+      const end = start + Number(f[2]) - 1;
+      if (start <= last && end >= first) found.push(`${f[0]}'s subordinate range (${file})`);
     }
   }
   return found;

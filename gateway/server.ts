@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import Docker from 'dockerode';
 import { readAppArmorHostFacts } from '../security/apparmor.js';
-import { DEFAULT_LIMITS, type SandboxPolicy } from '../security/policy.js';
+import { DEFAULT_LIMITS, SANDBOX_UID_COUNT, type SandboxPolicy } from '../security/policy.js';
 import { createAgentApi } from './agent-api.js';
 import { AgentExecutor } from './agent-execution.js';
 import type { GatewayConfig } from './config.js';
@@ -22,7 +22,7 @@ import { createLogger, type Logger } from './logger.js';
 import { McpGateway } from './mcp-server.js';
 import { GatewayMetrics } from './metrics.js';
 import type { KernelRuntime } from './runtime.js';
-import { hostAccountsOf } from './sandbox-uid.js';
+import { hostAccountsIn } from './sandbox-uid.js';
 import { SecurityService } from './security-service.js';
 import { SessionStore } from './sessions.js';
 import { StateDirLock } from './state-lock.js';
@@ -66,7 +66,7 @@ export function policyFrom(config: GatewayConfig): SandboxPolicy {
     noNewPrivileges: true,
     readOnlyRootfs: true,
     runtime: config.runtime === '' ? null : config.runtime,
-    uid: config.sandboxUid,
+    uidRange: { first: config.sandboxUid, count: SANDBOX_UID_COUNT },
   };
 }
 
@@ -204,10 +204,10 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
     logger,
     metrics,
     async listen() {
-      const accounts = hostAccountsOf(config.sandboxUid);
+      const accounts = hostAccountsIn(config.sandboxUid, SANDBOX_UID_COUNT);
       if (accounts.length > 0) {
         throw new Error(
-          `AIDO_SANDBOX_UID ${config.sandboxUid} belongs to ${accounts.join(', ')}: choose a uid no host account has`,
+          `AIDO_SANDBOX_UID: the sandbox uids ${config.sandboxUid}..${config.sandboxUid + SANDBOX_UID_COUNT - 1} include ${accounts.join(', ')}: choose a range no host account has`,
         );
       }
       // One live gateway per state dir: a second one would adopt and reap the first one's kernels.

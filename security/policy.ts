@@ -45,10 +45,11 @@ export interface SandboxPolicy {
   /** Docker runtime (e.g. `runsc` for gVisor); `null`: the daemon's default (runc). */
   runtime: string | null;
   /**
-   * Host uid (and gid) of every process in the sandbox. Must name no host account (the gateway
-   * checks /etc/passwd and /etc/group at start): an escaped process then owns nothing on the host.
+   * The host uids (each also the gid) sandboxes run as, one per sandbox: no two live sandboxes
+   * share one, so a process that escapes one sandbox cannot signal another's. The range must name
+   * no host account (the gateway checks the host's account files at start).
    */
-  uid: number;
+  uidRange: { first: number; count: number };
 }
 
 /** Everything {@link buildContainerSpec} needs to describe one sandbox. */
@@ -73,6 +74,8 @@ export interface SandboxSpecInput {
   labels: Record<string, string>;
   /** Kernel environment, already allow-listed by the caller. */
   env: Record<string, string>;
+  /** This sandbox's own uid (and gid), from the policy's {@link SandboxPolicy.uidRange}. */
+  uid: number;
   /** Container name. */
   name: string;
   /** Whether the host kernel has AppArmor (see `security/apparmor.ts`). */
@@ -99,6 +102,9 @@ export const DOCKER_DEFAULT_READONLY_PATHS: readonly string[] = Object.freeze([
  * refuses to start if it does), and below 2^31 for tools that read uids as signed.
  */
 export const DEFAULT_SANDBOX_UID = 2_000_000_000;
+
+/** How many uids the sandbox range holds (as many sandboxes can live at once). */
+export const SANDBOX_UID_COUNT = 65536;
 
 /** Size cap of the kernel directory (connection file, ipc sockets, env hand-over files). */
 export const KERNEL_DIR_SIZE_BYTES = 1024 * 1024;
@@ -166,7 +172,7 @@ export const DEFAULT_POLICY: SandboxPolicy = Object.freeze({
   noNewPrivileges: true,
   readOnlyRootfs: true,
   runtime: null,
-  uid: DEFAULT_SANDBOX_UID,
+  uidRange: { first: DEFAULT_SANDBOX_UID, count: SANDBOX_UID_COUNT },
 });
 
 /** A policy or spec input that cannot be turned into a safe container. */
@@ -256,8 +262,18 @@ function validateInput(input: SandboxSpecInput): void {
     problems.push(`name ${JSON.stringify(input.name)} is not a valid container name`);
   if (!CONTAINER_NAME.test(input.kernelVolume))
     problems.push(`kernelVolume ${JSON.stringify(input.kernelVolume)} is not a valid volume name`);
-  if (!isUnprivilegedId(input.policy.uid))
-    problems.push(`uid must be an integer in 1..${MAX_ID} (got ${input.policy.uid})`);
+  const { first, count } = input.policy.uidRange;
+  if (
+    !isUnprivilegedId(first) ||
+    !Number.isSafeInteger(count) ||
+    count < 1 ||
+    first + count - 1 > MAX_ID
+  )
+    problems.push(`uidRange must lie in 1..${MAX_ID} (got ${first} + ${count})`);
+  else if (!Number.isSafeInteger(input.uid) || input.uid < first || input.uid >= first + count)
+    problems.push(
+      `uid must be in the policy's range ${first}..${first + count - 1} (got ${input.uid})`,
+    );
   if (CONNECTION_ENV in input.env) problems.push(`env must not set ${CONNECTION_ENV}`);
   for (const [key, value] of Object.entries(input.env)) {
     if (!ENV_NAME.test(key))
@@ -308,7 +324,7 @@ export function buildContainerSpec(input: SandboxSpecInput): ContainerCreateOpti
       // charged to the memory limit, which validateLimits accounts for. Docker adds noexec to
       // every tmpfs that does not say `exec` (read back from /proc/mounts): it is written out here
       // so that the spec says what the sandbox gets.
-      [WORKSPACE_DIR]: `rw,noexec,nosuid,nodev,size=${limits.workspaceSizeBytes},uid=${policy.uid},gid=${policy.uid},mode=0700`,
+      [WORKSPACE_DIR]: `rw,noexec,nosuid,nodev,size=${limits.workspaceSizeBytes},uid=${input.uid},gid=${input.uid},mode=0700`,
     },
     // The kernel directory is the sandbox's own tmpfs volume (kernelVolumeOptions), never a host
     // directory; NoCopy keeps Docker from copying the image's /run/kernel into it.
@@ -352,7 +368,7 @@ export function buildContainerSpec(input: SandboxSpecInput): ContainerCreateOpti
       ...Object.entries(input.env).map(([k, v]) => `${k}=${v}`),
       `${CONNECTION_ENV}=${input.connectionFile}`,
     ],
-    User: `${policy.uid}:${policy.uid}`,
+    User: `${input.uid}:${input.uid}`,
     WorkingDir: WORKSPACE_DIR,
     Cmd: [...KERNEL_COMMAND],
     Healthcheck: { ...HEALTHCHECK, Test: [...HEALTHCHECK.Test] },

@@ -97,7 +97,8 @@ describe('gateway process (npm start)', function () {
       child.kill(signal);
       expect(await exit).to.equal(0);
       expect(await labelled()).to.have.length(0);
-      expect(readdirSync(`${stateDir}/k`)).to.deep.equal([]);
+      // No sandbox record is left either (one was written for the kernel).
+      expect(readdirSync(`${stateDir}/sandboxes`)).to.deep.equal([]);
       rmSync(stateDir, { recursive: true, force: true });
     });
   }

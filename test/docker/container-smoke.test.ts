@@ -15,7 +15,7 @@ import {
   fromRaw,
   type JupyterMessage,
 } from '../../protocol/index.js';
-import { DEFAULT_SANDBOX_UID, KERNEL_SOCKETS } from '../../security/policy.js';
+import { DEFAULT_SANDBOX_UID, KERNEL_SOCKETS, SANDBOX_UID_COUNT } from '../../security/policy.js';
 import { DockerRuntime } from '../../gateway/docker-runtime.js';
 import { policyFrom } from '../../gateway/server.js';
 import { loadConfig } from '../../gateway/config.js';
@@ -67,7 +67,10 @@ describe('hardened kernel container over ipc (zeromq.js, no gateway)', function 
   it('runs with the hardened settings Docker reports back', async () => {
     const info = await docker.getContainer(sandbox.id).inspect();
     const h = info.HostConfig;
-    expect(info.Config.User).to.equal(`${DEFAULT_SANDBOX_UID}:${DEFAULT_SANDBOX_UID}`);
+    // Its own uid from the sandbox range, the same as gid.
+    const [uid, gid] = info.Config.User.split(':').map(Number);
+    expect(uid).to.equal(gid);
+    expect(uid).to.be.within(DEFAULT_SANDBOX_UID, DEFAULT_SANDBOX_UID + SANDBOX_UID_COUNT - 1);
     expect(h.NetworkMode).to.equal('none');
     expect(h.ReadonlyRootfs).to.equal(true);
     expect(h.CapDrop).to.deep.equal(['ALL']);

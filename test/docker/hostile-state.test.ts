@@ -166,35 +166,61 @@ describe('hostile kernel: nothing the sandbox can write is trusted (real gateway
     expect(out.trim()).to.equal('refused refused');
   });
 
-  it('the sandbox runs as a uid that maps to no host account (not 1000)', async () => {
-    const info = await containerOf(kernels.bystander);
-    const pid = info.State.Pid;
-    expect(pid, 'the container has a host pid').to.be.above(0);
-    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/);
-    const uids = [pid, ...children.map(Number)].map((p) => {
-      const line = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(
-        readFileSync(`/proc/${p}/status`, 'utf8'),
-      );
-      return line ? line.slice(1).map(Number) : [];
-    });
+  it('each sandbox runs as its own uid, which maps to no host account (not 1000)', async () => {
+    /** Real, effective, saved and fs uid of a kernel's init and its children, read on the host. */
+    async function hostUids(kernelId: string): Promise<number[][]> {
+      const pid = (await containerOf(kernelId)).State.Pid;
+      expect(pid, 'the container has a host pid').to.be.above(0);
+      const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+        .trim()
+        .split(/\s+/);
+      return [pid, ...children.map(Number)].map((p) => {
+        const line = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(
+          readFileSync(`/proc/${p}/status`, 'utf8'),
+        );
+        return line ? line.slice(1).map(Number) : [];
+      });
+    }
     const accounts = new Set(
       readFileSync('/etc/passwd', 'utf8')
         .split('\n')
         .map((l) => Number(l.split(':')[2])),
     );
-    for (const ids of uids) {
-      expect(ids, 'real, effective, saved and fs uid').to.have.length(4);
-      for (const uid of ids) {
-        expect(uid, 'not uid 1000').to.not.equal(1000);
-        expect(uid, 'not root').to.not.equal(0);
-        expect(accounts.has(uid), `uid ${uid} names a host account`).to.equal(false);
+    const perKernel = new Map<string, number>();
+    for (const k of Object.values(kernels)) {
+      const uids = await hostUids(k);
+      expect(uids.length, 'init and the kernel').to.be.at.least(2);
+      for (const ids of uids) {
+        expect(ids, 'real, effective, saved and fs uid').to.have.length(4);
+        expect(new Set(ids).size, 'one uid throughout').to.equal(1);
+        expect(ids[0], 'not uid 1000').to.not.equal(1000);
+        expect(ids[0], 'not root').to.not.equal(0);
+        expect(accounts.has(ids[0] ?? 0), `uid ${ids[0]} names a host account`).to.equal(false);
       }
+      perKernel.set(k, uids[0]?.[0] ?? 0);
     }
+    // One uid per sandbox: a process that escaped one could not signal another's.
+    expect(new Set(perKernel.values()).size, 'distinct uids').to.equal(perKernel.size);
     const health = (await (await api('/api/security/health')).json()) as {
-      controls: { user?: { uid: number; host_account: string[] } };
+      controls: {
+        user?: {
+          uid_first: number;
+          uid_count: number;
+          host_account: string[];
+          in_force_on_live_sandboxes: boolean;
+          one_uid_per_sandbox: boolean;
+        };
+      };
     };
-    expect(health.controls.user?.uid).to.equal(uids[0]?.[0]);
-    expect(health.controls.user?.host_account).to.deep.equal([]);
+    const user = health.controls.user;
+    expect(user?.host_account).to.deep.equal([]);
+    expect(user?.in_force_on_live_sandboxes).to.equal(true);
+    expect(user?.one_uid_per_sandbox).to.equal(true);
+    for (const uid of perKernel.values())
+      expect(uid).to.be.within(
+        user?.uid_first ?? 0,
+        (user?.uid_first ?? 0) + (user?.uid_count ?? 0) - 1,
+      );
   });
 
   it('after a SIGKILL and restart: no kernel lost, no hang, no hijack, no symlink followed', async () => {

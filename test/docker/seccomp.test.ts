@@ -7,7 +7,7 @@
  * `build.sh --print-tag`). Set AIDO_SKIP_DOCKER=1 to skip.
  */
 import { execFileSync } from 'node:child_process';
-import { copyFileSync } from 'node:fs';
+import { chmodSync, copyFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
@@ -101,12 +101,15 @@ describe('seccomp profile against real workloads (Docker)', function () {
     await docker.createVolume({ Name: volume, Labels: { 'org.aido.test': 'seccomp' } });
     const { Mountpoint } = (await docker.getVolume(volume).inspect()) as { Mountpoint: string };
     copyFileSync(path.join(here, script), path.join(Mountpoint, script));
+    // Writable for the sandbox as its real kernel directory is (root-owned, sticky, 1777).
+    chmodSync(Mountpoint, 0o1777);
     const spec = buildContainerSpec({
       policy,
       image,
       kernelId: `seccomp-probe-${process.pid}`,
       kernelVolume: volume,
       connectionFile: '{}',
+      uid: policy.uidRange.first,
       labels: { 'org.aido.test': 'seccomp' },
       env: { MPLBACKEND: 'Agg', MPLCONFIGDIR: '/tmp/mpl', PYTHONDONTWRITEBYTECODE: '1' },
       name: `aido-test-seccomp-${process.pid}-${Date.now()}`,
@@ -143,8 +146,8 @@ describe('seccomp profile against real workloads (Docker)', function () {
       result = (await runProbe('seccomp-probe.py')).json as ProbeResult;
     });
 
-    it('runs as uid 1000 under a seccomp filter', () => {
-      expect(result.uid).to.equal(1000);
+    it('runs as the sandbox uid under a seccomp filter', () => {
+      expect(result.uid).to.equal(DEFAULT_POLICY.uidRange.first);
       expect(result.seccompMode).to.equal('2');
     });
 

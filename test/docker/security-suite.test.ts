@@ -11,7 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { expect } from 'chai';
-import { DEFAULT_SANDBOX_UID } from '../../security/policy.js';
+import { DEFAULT_SANDBOX_UID, SANDBOX_UID_COUNT } from '../../security/policy.js';
 import { buildSeccompProfile } from '../../security/seccomp.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { KernelProbe, pyData } from '../helpers/kernel-probe.js';
@@ -137,7 +137,9 @@ def _probe():
 _aido_emit(_probe())
 `,
     );
-    const U = DEFAULT_SANDBOX_UID;
+    // Its own uid from the sandbox range; gid and the only group the same.
+    const U = r.ids.uid as number;
+    expect(U).to.be.within(DEFAULT_SANDBOX_UID, DEFAULT_SANDBOX_UID + SANDBOX_UID_COUNT - 1);
     expect(r.ids).to.deep.equal({
       uid: U,
       euid: U,
@@ -194,7 +196,11 @@ _aido_emit(_probe())
         expect(s[cap], `${who} ${cap}`).to.deep.equal([NO_CAPS]);
       expect(s.NoNewPrivs, `${who} NoNewPrivs`).to.deep.equal(['1']);
       expect(s.Seccomp, `${who} Seccomp (2 = filter)`).to.deep.equal(['2']);
-      const U = String(DEFAULT_SANDBOX_UID);
+      const U = self?.Uid?.[0] ?? '';
+      expect(Number(U)).to.be.within(
+        DEFAULT_SANDBOX_UID,
+        DEFAULT_SANDBOX_UID + SANDBOX_UID_COUNT - 1,
+      );
       expect(s.Uid, `${who} Uid`).to.deep.equal([U, U, U, U]);
       expect(s.Gid, `${who} Gid`).to.deep.equal([U, U, U, U]);
     }
@@ -355,9 +361,10 @@ _aido_emit(_probe())
     }
     for (const [f, errno] of Object.entries(r.modify))
       expect([EROFS, EACCES], `opening ${f} for writing (errno ${errno})`).to.include(errno);
-    // The image's sandbox user (1000) owns that home; the read-only mount refuses it first.
+    // That home belongs to the image's unused account (1000), not to the sandbox uid, which the
+    // permission check refuses before the read-only mount would.
     expect(r.homeOwner).to.equal(1000);
-    expect(r.create['/home/sandbox']).to.equal(EROFS);
+    expect(r.create['/home/sandbox']).to.equal(EACCES);
   });
 
   it('writable: /tmp and /workspace are; /run/kernel holds only connection.json and the ipc sockets', async () => {
@@ -401,7 +408,10 @@ _aido_emit(_probe())
       // The kernel wrote its connection file; its sockets the gateway took over (sealed).
       if (e.name === 'connection.json') {
         expect(e.regular, e.name).to.equal(true);
-        expect(e.uid, `${e.name} owner`).to.equal(DEFAULT_SANDBOX_UID);
+        expect(e.uid, `${e.name} owner`).to.be.within(
+          DEFAULT_SANDBOX_UID,
+          DEFAULT_SANDBOX_UID + SANDBOX_UID_COUNT - 1,
+        );
       } else {
         expect(e.socket, `${e.name} is a socket`).to.equal(true);
         expect(e.uid, `${e.name} owner`).to.equal(0);

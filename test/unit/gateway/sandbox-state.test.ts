@@ -9,7 +9,7 @@ import path from 'node:path';
 import { expect, use } from 'chai';
 import chaiAsPromised from 'chai-as-promised';
 import { SandboxBindings } from '../../../gateway/sandbox-bindings.js';
-import { hostAccountsOf } from '../../../gateway/sandbox-uid.js';
+import { hostAccountsIn } from '../../../gateway/sandbox-uid.js';
 
 use(chaiAsPromised);
 
@@ -58,8 +58,8 @@ describe('sandbox state', () => {
     });
   });
 
-  describe('hostAccountsOf', () => {
-    it('names accounts, groups and subordinate ranges that own an id', () => {
+  describe('hostAccountsIn', () => {
+    it('names accounts, groups and subordinate ranges that own an id of the range', () => {
       const f = (name: string, text: string): string => {
         writeFileSync(path.join(dir, name), text);
         return path.join(dir, name);
@@ -70,13 +70,21 @@ describe('sandbox state', () => {
         subuid: f('subuid', 'ada:100000:65536\n'),
         subgid: path.join(dir, 'missing'),
       };
-      expect(hostAccountsOf(1000, files)).to.deep.equal([`user ada (${files.passwd})`]);
-      expect(hostAccountsOf(5000, files)).to.deep.equal([`group staff (${files.group})`]);
-      expect(hostAccountsOf(165535, files)).to.deep.equal([
+      expect(hostAccountsIn(1000, 1, files)).to.deep.equal([
+        `user ada (uid 1000, ${files.passwd})`,
+      ]);
+      expect(hostAccountsIn(4000, 1001, files)).to.deep.equal([
+        `group staff (gid 5000, ${files.group})`,
+      ]);
+      expect(hostAccountsIn(4000, 1000, files)).to.deep.equal([]);
+      expect(hostAccountsIn(165535, 10, files)).to.deep.equal([
         `ada's subordinate range (${files.subuid})`,
       ]);
-      expect(hostAccountsOf(165536, files)).to.deep.equal([]);
-      expect(hostAccountsOf(2_000_000_000, files)).to.deep.equal([]);
+      expect(hostAccountsIn(90000, 10001, files)).to.deep.equal([
+        `ada's subordinate range (${files.subuid})`,
+      ]);
+      expect(hostAccountsIn(165536, 65536, files)).to.deep.equal([]);
+      expect(hostAccountsIn(2_000_000_000, 65536, files)).to.deep.equal([]);
     });
   });
 });

@@ -33,6 +33,7 @@ describe('security/network-policy', () => {
       kernelId: 'k1',
       kernelVolume: 'aido-kd-k1',
       connectionFile: '{}',
+      uid: DEFAULT_POLICY.uidRange.first,
       labels: {},
       env: {},
       name: 'aido-k-k1',

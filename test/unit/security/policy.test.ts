@@ -24,6 +24,7 @@ function input(overrides: Partial<SandboxSpecInput> = {}): SandboxSpecInput {
     kernelId: '6f1d2c3b-0000-4000-8000-000000000001',
     kernelVolume: 'aido-kd-6f1d2c3b0000',
     connectionFile: '{"key":"k"}',
+    uid: 2_000_000_000,
     labels: { 'org.aido.kernel-gateway': '1', 'org.aido.kernel-gateway.kernel-id': '6f1d2c3b' },
     env: { KERNEL_USERNAME: 'alice', PYTHONUNBUFFERED: '1' },
     name: 'aido-k-6f1d2c3b-a1',
@@ -184,10 +185,11 @@ describe('security/policy', () => {
       });
     });
 
-    it('runs as the policy uid, and the workspace belongs to it', () => {
-      const spec = buildContainerSpec(input({ policy: policy({ uid: 1234567 }) }));
-      expect(spec.User).to.equal('1234567:1234567');
-      expect(spec.HostConfig?.Tmpfs?.['/workspace']).to.include('uid=1234567,gid=1234567,');
+    it("runs as its own uid from the policy's range, and the workspace belongs to it", () => {
+      const spec = buildContainerSpec(input({ uid: 2_000_012_345 }));
+      expect(spec.User).to.equal('2000012345:2000012345');
+      expect(spec.HostConfig?.Tmpfs?.['/workspace']).to.include('uid=2000012345,gid=2000012345,');
+      expect(DEFAULT_POLICY.uidRange).to.deep.equal({ first: 2_000_000_000, count: 65536 });
     });
 
     it('converts custom limits', () => {
@@ -254,7 +256,13 @@ describe('security/policy', () => {
         /tmpfs pages count against the memory limit/,
       ],
       ['a path as kernel volume', { kernelVolume: '/k/1' }, /not a valid volume name/],
-      ['root as the sandbox uid', { policy: policy({ uid: 0 }) }, /uid must be an integer/],
+      ['root as the sandbox uid', { uid: 0 }, /uid must be in the policy's range/],
+      ['a uid past the range', { uid: 2_000_065_536 }, /uid must be in the policy's range/],
+      [
+        'a range that includes root',
+        { policy: policy({ uidRange: { first: 0, count: 10 } }), uid: 1 },
+        /uidRange must lie in/,
+      ],
       [
         'an env that sets the connection',
         { env: { AIDO_CONNECTION: '{}' } },
@@ -314,7 +322,7 @@ describe('security/policy', () => {
         noNewPrivileges: false,
         readOnlyRootfs: false,
         runtime: 'runsc',
-        uid: 2_000_000_000,
+        uidRange: { first: 2_000_000_000, count: 65536 },
       };
       const off = describeDisabledControls(p);
       expect(off).to.have.length(6);
