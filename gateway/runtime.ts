@@ -39,8 +39,10 @@ export interface Sandbox {
   /** Sends a signal to the container's init (SIGINT reaches the kernel's process group). */
   signal(signal: 'SIGINT' | 'SIGKILL'): Promise<void>;
   /**
-   * Applies the policy's limits that start-up was allowed to exceed (the CPU quota): must run
-   * before any user code can. Idempotent.
+   * Applies the policy's limits that start-up was allowed to exceed (the CPU quota) and closes
+   * what start-up left open to the kernel (the Docker backend takes the kernel's ipc sockets over,
+   * so that the kernel can no longer replace them): must run after the kernel answered and before
+   * any user code can. Idempotent.
    */
   enforceLimits(): Promise<void>;
   /**
