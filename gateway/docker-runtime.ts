@@ -276,7 +276,8 @@ export class DockerRuntime implements KernelRuntime {
       checkSocketPathLength(info.Mountpoint);
       return info.Mountpoint;
     } catch (err) {
-      await this.#removeVolume(name);
+      // Best effort: with the daemon gone this fails too, and the cause must stay the first error.
+      await this.#removeVolume(name).catch(() => undefined);
       throw this.translate(err, 'creating the kernel directory');
     }
   }

@@ -10,7 +10,7 @@ import { createServer, type Server } from 'node:net';
 import path from 'node:path';
 import { expect } from 'chai';
 import Docker from 'dockerode';
-import { kernelImage } from '../helpers/gateway.js';
+import { kernelImage, startTestGateway } from '../helpers/gateway.js';
 import {
   killGatewayProcess,
   runGatewayToExit,
@@ -306,5 +306,22 @@ describe('hostile kernel: nothing the sandbox can write is trusted (real gateway
     expect(second.out).to.match(/another gateway is running on the state dir/);
     // The first one is untouched.
     expect(await run(kernels.victim, 'print(x)')).to.equal('41\n');
+  });
+});
+
+describe('regression: Docker unreachable while creating the kernel directory', function () {
+  this.timeout(60_000);
+
+  it('answers 503 DOCKER_UNAVAILABLE, not 500 (the clean-up error does not hide the cause)', async () => {
+    const t = await startTestGateway({ dockerSocket: '/tmp/aido-no-such-docker.sock' });
+    try {
+      const res = await t.api('/api/kernels', { method: 'POST', body: '{}' });
+      expect(res.status).to.equal(503);
+      expect(((await res.json()) as { message: string }).message).to.match(
+        /Docker Engine is not reachable \(ENOENT\) while creating the kernel directory/,
+      );
+    } finally {
+      await t.close();
+    }
   });
 });
