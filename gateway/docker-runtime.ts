@@ -501,7 +501,10 @@ export class DockerRuntime implements KernelRuntime {
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }
-    if (volume) await this.#removeVolume(volume);
+    // Best effort: after a dockerd restart (live-restore) Docker may refuse to remove the volume of
+    // a container that ran across it ("volume has active mounts") though nothing is mounted; the
+    // container is gone either way, and the reaper tries again.
+    if (volume) await this.#removeVolume(volume).catch(() => undefined);
     await this.bindings.remove(containerId);
     this.#bound.delete(containerId);
     this.#releaseUid(containerId);
