@@ -5,7 +5,8 @@
 import { randomBytes } from 'node:crypto';
 import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
-import { validateLimits } from '../security/policy.js';
+import { readFileSync } from 'node:fs';
+import { DEFAULT_SANDBOX_UID, SANDBOX_UID_COUNT, validateLimits } from '../security/policy.js';
 
 type Parser<T> = (raw: string) => T;
 
@@ -16,6 +17,9 @@ interface Entry<T> {
   parse: Parser<T>;
   help: string;
 }
+
+/** Shortest token accepted: a guessable token is no gate. */
+export const MIN_TOKEN_LENGTH = 16;
 
 function int(min: number, max: number): Parser<number> {
   return (raw) => {
@@ -119,7 +123,14 @@ const TABLE = {
     flag: '--auth-token',
     default: '',
     parse: str,
-    help: 'shared token clients must present; generated and printed when unset',
+    help: `shared token clients must present (at least ${MIN_TOKEN_LENGTH} characters); generated and printed when unset. The flag is refused: ps shows it to every local user`,
+  },
+  authTokenFile: {
+    env: 'AIDO_AUTH_TOKEN_FILE',
+    flag: '--auth-token-file',
+    default: '',
+    parse: str,
+    help: 'file holding the token (first line; surrounding whitespace ignored), instead of AIDO_AUTH_TOKEN',
   },
   execTimeoutS: {
     env: 'AIDO_EXEC_TIMEOUT',
@@ -163,12 +174,19 @@ const TABLE = {
     parse: int(1, 100000),
     help: 'kernels allowed at once; past it POST /api/kernels is refused with 403',
   },
+  sandboxUid: {
+    env: 'AIDO_SANDBOX_UID',
+    flag: '--sandbox-uid',
+    default: DEFAULT_SANDBOX_UID,
+    parse: int(1, 2 ** 31 - 1 - SANDBOX_UID_COUNT),
+    help: `first of the ${SANDBOX_UID_COUNT} host uids (= gids) kernels run as, one per sandbox; the gateway refuses to start if a host account (passwd, group, subuid, subgid) has one`,
+  },
   stateDir: {
     env: 'AIDO_STATE_DIR',
     flag: '--state-dir',
     default: '/var/lib/aido-kgw',
     parse: absDir,
-    help: 'per-kernel directories (connection file, ipc sockets) live under <dir>/k/',
+    help: 'gateway-owned state: the lock, sandbox records, sessions (root-only; no sandbox mounts it)',
   },
   memoryBytes: {
     env: 'AIDO_MEMORY_LIMIT',
@@ -452,9 +470,6 @@ export class ConfigError extends Error {
   }
 }
 
-/** Longest ipc path: <stateDir>/k/<uuid>/k-1 must fit a unix socket path (107 bytes). */
-const IPC_SUFFIX = '/k/00000000-0000-0000-0000-000000000000/k-1';
-
 /**
  * Loads the configuration from `env` and `argv` (flags win over env). Unknown flags and every
  * unparsable value are collected and reported together.
@@ -497,9 +512,33 @@ export function loadConfig(
     }
   }
   const cfg = out as GatewayConfig;
-  if (typeof cfg.stateDir === 'string' && Buffer.byteLength(cfg.stateDir + IPC_SUFFIX) > 107) {
+  if (fromFlags.has('authToken') && !('authToken' in overrides)) {
     problems.push(
-      `AIDO_STATE_DIR / --state-dir: too long for unix socket paths (keep it under ${107 - IPC_SUFFIX.length} bytes)`,
+      '--auth-token: refused, a token on the command line is visible to every local user (ps); use AIDO_AUTH_TOKEN or --auth-token-file',
+    );
+  }
+  if (typeof cfg.authTokenFile === 'string' && cfg.authTokenFile !== '') {
+    if (cfg.authToken !== '' && !('authToken' in overrides)) {
+      problems.push('AIDO_AUTH_TOKEN and AIDO_AUTH_TOKEN_FILE are both set: choose one');
+    } else {
+      try {
+        cfg.authToken = (readFileSync(cfg.authTokenFile, 'utf8').split('\n')[0] ?? '').trim();
+        if (cfg.authToken === '')
+          problems.push(`AIDO_AUTH_TOKEN_FILE: ${cfg.authTokenFile} is empty`);
+      } catch (err) {
+        problems.push(
+          `AIDO_AUTH_TOKEN_FILE: cannot read ${cfg.authTokenFile}: ${(err as Error).message}`,
+        );
+      }
+    }
+  }
+  if (
+    typeof cfg.authToken === 'string' &&
+    cfg.authToken !== '' &&
+    cfg.authToken.length < MIN_TOKEN_LENGTH
+  ) {
+    problems.push(
+      `AIDO_AUTH_TOKEN: too short (${cfg.authToken.length} characters; at least ${MIN_TOKEN_LENGTH}, e.g. openssl rand -hex 32)`,
     );
   }
   if (problems.length === 0) {
@@ -532,8 +571,12 @@ export function loadConfig(
 
 /** Whether the token was generated (not supplied), so the CLI prints it. */
 export function tokenWasGenerated(env: NodeJS.ProcessEnv, argv: readonly string[]): boolean {
+  const given = (flag: string): boolean => argv.some((a) => a === flag || a.startsWith(`${flag}=`));
   return (
-    !env.AIDO_AUTH_TOKEN && !argv.some((a) => a === '--auth-token' || a.startsWith('--auth-token='))
+    !env.AIDO_AUTH_TOKEN &&
+    !env.AIDO_AUTH_TOKEN_FILE &&
+    !given('--auth-token') &&
+    !given('--auth-token-file')
   );
 }
 

@@ -57,9 +57,13 @@ export class KernelRegistry {
   ): Promise<{ sandbox: Sandbox; pooled: boolean }> => {
     const pooled = this.pool.take();
     if (pooled) {
-      this.runtime.bind(pooled.id, kernelId);
-      // Its label says "pool": a gateway restarted later learns the kernel id from this file.
-      await pooled.putFile('kernel-id', kernelId);
+      // Its label says "pool": a gateway restarted later learns the kernel from this record.
+      try {
+        await this.runtime.bind(pooled.id, kernelId, env);
+      } catch (err) {
+        await pooled.destroy().catch(() => undefined);
+        throw err;
+      }
       return { sandbox: pooled, pooled: true };
     }
     return { sandbox: await this.runtime.createSandbox(kernelId, env), pooled: false };
@@ -144,12 +148,23 @@ export class KernelRegistry {
 
   /**
    * Takes over the running sandboxes a previous gateway left (killed, crashed, restarted): the
-   * kernels keep their ids and state. Returns how many were adopted; the rest is for the reaper.
+   * kernels keep their ids and state. Each sandbox is handled alone: one that cannot be verified
+   * or fails to start is logged and left to the reaper (which removes it alone). Returns how many
+   * were adopted; throws only when the runtime cannot list sandboxes at all.
    */
   async adopt(): Promise<number> {
     let adopted = 0;
-    for (const a of await this.runtime.adoptable()) {
-      if (this.#kernels.has(a.kernelId) || !UUID.test(a.kernelId)) continue;
+    const scan = await this.runtime.adoptable();
+    for (const r of scan.refused)
+      this.logger.warn({ container: r.containerId, why: r.reason }, 'not adopting a sandbox');
+    for (const a of scan.adoptable) {
+      if (this.#kernels.has(a.kernelId) || !UUID.test(a.kernelId)) {
+        this.logger.warn(
+          { container: a.sandbox.id, kernel: a.kernelId },
+          'not adopting a sandbox: its kernel id is invalid or already adopted',
+        );
+        continue;
+      }
       let first = true;
       const acquire: KernelSessionOptions['acquire'] = async (kernelId, env) => {
         if (first) {

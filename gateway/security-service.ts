@@ -9,6 +9,7 @@ import { GatewayError } from './errors.js';
 import type { KernelRegistry } from './kernel-registry.js';
 import type { Logger } from './logger.js';
 import type { KernelRuntime } from './runtime.js';
+import { hostAccountsIn } from './sandbox-uid.js';
 import type { SessionStore } from './sessions.js';
 
 /** A kernel image as the container engine holds it. */
@@ -120,6 +121,13 @@ export class SecurityService {
       live = await this.d.runtime.list().catch(() => []);
     }
     const running = live.filter((c) => c.state === 'running');
+    const { first, count } = policy.uidRange;
+    /** The uid of a `uid:gid` user in the sandbox range with gid = uid, else undefined. */
+    const uidOf = (user: string): number | undefined => {
+      const m = /^(\d+):(\d+)$/.exec(user);
+      const uid = Number(m?.[1]);
+      return m && m[1] === m[2] && uid >= first && uid < first + count ? uid : undefined;
+    };
     const every = (pred: (opts: string[]) => boolean): boolean | null =>
       running.length === 0 ? null : running.every((c) => pred(c.securityOpt));
     const disabled = describeDisabledControls(policy);
@@ -154,6 +162,18 @@ export class SecurityService {
             appArmor.state === 'enforced'
               ? every((o) => o.some((s) => s.startsWith('apparmor=')))
               : false,
+        },
+        user: {
+          uid_first: policy.uidRange.first,
+          uid_count: policy.uidRange.count,
+          // Checked at start (the gateway refuses a range with a host account); read again here.
+          host_account: hostAccountsIn(policy.uidRange.first, policy.uidRange.count),
+          in_force_on_live_sandboxes:
+            running.length === 0 ? null : running.every((c) => uidOf(c.user) !== undefined),
+          one_uid_per_sandbox:
+            running.length === 0
+              ? null
+              : new Set(running.map((c) => c.user)).size === running.length,
         },
         read_only_rootfs: policy.readOnlyRootfs,
         network: 'none',

@@ -30,7 +30,6 @@ import {
   KERNEL_COMMAND,
   KERNEL_DIR_IN_CONTAINER,
   PROFILE_NAME,
-  SANDBOX_USER,
   SHM_SIZE_BYTES,
   SandboxPolicyError,
   WORKSPACE_DIR,
@@ -143,13 +142,12 @@ export function isLabelValue(value: string): boolean {
   return value.length <= 63 && LABEL_VALUE.test(value);
 }
 
-/** Docker's `user:group` for the sandbox, as numbers (a pod wants integers). */
-export function sandboxIds(): { uid: number; gid: number } {
-  const [uid, gid] = SANDBOX_USER.split(':').map(Number);
-  if (uid === undefined || gid === undefined || !Number.isSafeInteger(uid) || uid <= 0) {
-    throw new SandboxPolicyError(`SANDBOX_USER ${SANDBOX_USER} is not a numeric non-root uid:gid`);
+/** The sandbox's own uid and gid (the same number), as a pod wants them: integers, never root. */
+export function sandboxIds(input: SandboxSpecInput): { uid: number; gid: number } {
+  if (!Number.isSafeInteger(input.uid) || input.uid <= 0) {
+    throw new SandboxPolicyError(`sandbox uid ${input.uid} is not a non-root integer`);
   }
-  return { uid, gid: Number.isSafeInteger(gid) ? gid : uid };
+  return { uid: input.uid, gid: input.uid };
 }
 
 /** A byte count as a Kubernetes quantity: `Mi` when whole, else plain bytes. */
@@ -216,7 +214,7 @@ export function buildKernelPod(input: SandboxSpecInput, target: KernelPodTarget)
   validate(input, target);
   const { policy } = input;
   const { limits } = policy;
-  const { uid, gid } = sandboxIds();
+  const { uid, gid } = sandboxIds(input);
   const secretName = `${input.name}${SECRET_SUFFIX}`;
 
   const labels: Record<string, string> = {};

@@ -11,6 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { expect } from 'chai';
+import { DEFAULT_SANDBOX_UID, SANDBOX_UID_COUNT } from '../../security/policy.js';
 import { buildSeccompProfile } from '../../security/seccomp.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { KernelProbe, pyData } from '../helpers/kernel-probe.js';
@@ -85,10 +86,10 @@ describe('security suite: every sandbox control, checked from inside a real kern
     return key;
   }
 
-  it('user: uid 1000 (sandbox), no root, no way to become root, no setuid/setgid file or file capability', async () => {
+  it('user: the unmapped sandbox uid (no account, in the image or on the host), no root, no way to become root, no setuid/setgid file or file capability', async () => {
     const r = await a.json<{
       ids: Record<string, number | number[]>;
-      user: string;
+      user: string | null;
       uid0: string[];
       memberOf: string[];
       shadowReadable: boolean;
@@ -104,7 +105,10 @@ import grp, os, pwd, stat
 def _probe():
     r = {'ids': {'uid': os.getuid(), 'euid': os.geteuid(), 'gid': os.getgid(), 'egid': os.getegid(),
                  'resuid': list(os.getresuid()), 'resgid': list(os.getresgid()), 'groups': os.getgroups()}}
-    r['user'] = pwd.getpwuid(os.getuid()).pw_name
+    try:
+        r['user'] = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        r['user'] = None
     r['uid0'] = [p.pw_name for p in pwd.getpwall() if p.pw_uid == 0]
     r['memberOf'] = [g.gr_name for g in grp.getgrall() if r['user'] in g.gr_mem]
     r['shadowReadable'] = os.access('/etc/shadow', os.R_OK)
@@ -133,16 +137,19 @@ def _probe():
 _aido_emit(_probe())
 `,
     );
+    // Its own uid from the sandbox range; gid and the only group the same.
+    const U = r.ids.uid as number;
+    expect(U).to.be.within(DEFAULT_SANDBOX_UID, DEFAULT_SANDBOX_UID + SANDBOX_UID_COUNT - 1);
     expect(r.ids).to.deep.equal({
-      uid: 1000,
-      euid: 1000,
-      gid: 1000,
-      egid: 1000,
-      resuid: [1000, 1000, 1000],
-      resgid: [1000, 1000, 1000],
-      groups: [1000],
+      uid: U,
+      euid: U,
+      gid: U,
+      egid: U,
+      resuid: [U, U, U],
+      resgid: [U, U, U],
+      groups: [U],
     });
-    expect(r.user).to.equal('sandbox');
+    expect(r.user, 'an account of the sandbox uid in the image').to.equal(null);
     expect(r.uid0, 'accounts with uid 0').to.deep.equal(['root']);
     expect(r.memberOf, 'supplementary groups listing the sandbox user').to.deep.equal([]);
     expect(r.shadowReadable, '/etc/shadow readable').to.equal(false);
@@ -189,8 +196,13 @@ _aido_emit(_probe())
         expect(s[cap], `${who} ${cap}`).to.deep.equal([NO_CAPS]);
       expect(s.NoNewPrivs, `${who} NoNewPrivs`).to.deep.equal(['1']);
       expect(s.Seccomp, `${who} Seccomp (2 = filter)`).to.deep.equal(['2']);
-      expect(s.Uid, `${who} Uid`).to.deep.equal(['1000', '1000', '1000', '1000']);
-      expect(s.Gid, `${who} Gid`).to.deep.equal(['1000', '1000', '1000', '1000']);
+      const U = self?.Uid?.[0] ?? '';
+      expect(Number(U)).to.be.within(
+        DEFAULT_SANDBOX_UID,
+        DEFAULT_SANDBOX_UID + SANDBOX_UID_COUNT - 1,
+      );
+      expect(s.Uid, `${who} Uid`).to.deep.equal([U, U, U, U]);
+      expect(s.Gid, `${who} Gid`).to.deep.equal([U, U, U, U]);
     }
   });
 
@@ -349,9 +361,10 @@ _aido_emit(_probe())
     }
     for (const [f, errno] of Object.entries(r.modify))
       expect([EROFS, EACCES], `opening ${f} for writing (errno ${errno})`).to.include(errno);
-    // The sandbox user owns its home, so only the read-only mount can refuse it.
+    // That home belongs to the image's unused account (1000), not to the sandbox uid, which the
+    // permission check refuses before the read-only mount would.
     expect(r.homeOwner).to.equal(1000);
-    expect(r.create['/home/sandbox']).to.equal(EROFS);
+    expect(r.create['/home/sandbox']).to.equal(EACCES);
   });
 
   it('writable: /tmp and /workspace are; /run/kernel holds only connection.json and the ipc sockets', async () => {
@@ -392,9 +405,17 @@ _aido_emit(_probe())
     });
     expect(r.runKernel.map((e) => e.name)).to.deep.equal(KERNEL_DIR_ENTRIES);
     for (const e of r.runKernel) {
-      if (e.name === 'connection.json') expect(e.regular, e.name).to.equal(true);
-      else expect(e.socket, `${e.name} is a socket`).to.equal(true);
-      expect(e.uid, `${e.name} owner`).to.equal(1000);
+      // The kernel wrote its connection file; its sockets the gateway took over (sealed).
+      if (e.name === 'connection.json') {
+        expect(e.regular, e.name).to.equal(true);
+        expect(e.uid, `${e.name} owner`).to.be.within(
+          DEFAULT_SANDBOX_UID,
+          DEFAULT_SANDBOX_UID + SANDBOX_UID_COUNT - 1,
+        );
+      } else {
+        expect(e.socket, `${e.name} is a socket`).to.equal(true);
+        expect(e.uid, `${e.name} owner`).to.equal(0);
+      }
     }
     expect(r.key, "the connection file is this kernel's own").to.equal(gatewayKey(a.kernelId));
     expect(r.mounts['/tmp']).to.include.members(['rw', 'nosuid', 'nodev', 'noexec']);
