@@ -5,7 +5,6 @@
 import { randomBytes } from 'node:crypto';
 import { chown, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import Docker from 'dockerode';
 import {
   buildContainerSpec,
@@ -13,10 +12,12 @@ import {
   WORKSPACE_DIR,
   type SandboxPolicy,
 } from '../security/policy.js';
+import { execIn } from './docker-exec.js';
 import { GatewayError } from './errors.js';
 import type {
   AdoptableSandbox,
   ConnectionInfo,
+  ExecOptions,
   ExecResult,
   KernelRuntime,
   Sandbox,
@@ -32,6 +33,8 @@ export const LABEL_KERNEL_ID = 'org.aido.kernel-gateway.kernel-id';
 export const LABEL_KERNEL_DIR = 'org.aido.kernel-gateway.kernel-dir';
 
 const SANDBOX_UID = 1000;
+/** Who a helper exec runs as, and where. */
+const sandboxUser = { user: `${SANDBOX_UID}:${SANDBOX_UID}`, workingDir: WORKSPACE_DIR };
 /** The kernel-id label of warm-pool sandboxes: the kernel they serve is decided when one is taken. */
 export const POOL_KERNEL_ID = 'pool';
 const PORTS: Record<ZmqChannel, number> = { shell: 1, iopub: 2, stdin: 3, control: 4, hb: 5 };
@@ -50,57 +53,6 @@ function isNotFound(err: unknown): boolean {
   return (
     typeof err === 'object' && err !== null && (err as { statusCode?: number }).statusCode === 404
   );
-}
-
-/** Collects what a stream writes. */
-class Collector extends Writable {
-  readonly chunks: Buffer[] = [];
-  override _write(chunk: Buffer, _enc: BufferEncoding, done: () => void): void {
-    this.chunks.push(chunk);
-    done();
-  }
-}
-
-/** Runs argv in a container as the sandbox user; stdout and stderr come back demultiplexed. */
-async function execIn(
-  container: Docker.Container,
-  argv: string[],
-  stdin: Buffer | undefined,
-): Promise<ExecResult> {
-  let exec: Docker.Exec;
-  try {
-    exec = await container.exec({
-      Cmd: argv,
-      User: `${SANDBOX_UID}:${SANDBOX_UID}`,
-      WorkingDir: WORKSPACE_DIR,
-      AttachStdin: stdin !== undefined,
-      AttachStdout: true,
-      AttachStderr: true,
-      Tty: false,
-    });
-  } catch (err) {
-    const code = (err as { statusCode?: number }).statusCode;
-    if (code === 404 || code === 409)
-      throw new GatewayError('KERNEL_DEAD', 'the sandbox is not running', { cause: err });
-    throw err;
-  }
-  const stream = await exec.start({ hijack: true, stdin: stdin !== undefined });
-  const stdout = new Collector();
-  const stderr = new Collector();
-  (container.modem as Docker['modem']).demuxStream(stream, stdout, stderr);
-  await new Promise<void>((resolve, reject) => {
-    stream.once('end', resolve);
-    stream.once('close', resolve);
-    stream.once('error', reject);
-    // Ending our side of the hijacked connection is the process's end of input.
-    if (stdin !== undefined) stream.end(stdin);
-  });
-  const info = await exec.inspect();
-  return {
-    exitCode: info.ExitCode ?? -1,
-    stdout: Buffer.concat(stdout.chunks),
-    stderr: Buffer.concat(stderr.chunks),
-  };
 }
 
 class DockerSandbox implements Sandbox {
@@ -167,8 +119,8 @@ class DockerSandbox implements Sandbox {
     await chown(file, SANDBOX_UID, SANDBOX_UID);
   }
 
-  exec(argv: string[], stdin?: Buffer): Promise<ExecResult> {
-    return execIn(this.container, argv, stdin);
+  exec(argv: string[], stdin?: Buffer, opts?: ExecOptions): Promise<ExecResult> {
+    return execIn(this.container, argv, stdin, { ...opts, ...sandboxUser });
   }
 
   destroy(): Promise<void> {
@@ -353,8 +305,16 @@ export class DockerRuntime implements KernelRuntime {
     this.#bound.set(containerId, kernelId);
   }
 
-  exec(containerId: string, argv: string[], stdin?: Buffer): Promise<ExecResult> {
-    return execIn(this.opts.docker.getContainer(containerId), argv, stdin);
+  exec(
+    containerId: string,
+    argv: string[],
+    stdin?: Buffer,
+    opts?: ExecOptions,
+  ): Promise<ExecResult> {
+    return execIn(this.opts.docker.getContainer(containerId), argv, stdin, {
+      ...opts,
+      ...sandboxUser,
+    });
   }
 
   async reapOrphans(keep: ReadonlySet<string>, opts: { minAgeMs?: number } = {}): Promise<number> {

@@ -23,6 +23,7 @@ export type GatewayErrorCode =
   | 'FILE_NOT_FOUND'
   | 'WORKSPACE_FULL'
   | 'SANDBOX_EXEC_FAILED'
+  | 'SANDBOX_EXEC_TIMEOUT'
   | 'INTERNAL';
 
 const STATUS: Record<GatewayErrorCode, { status: number; reason: string }> = {
@@ -48,6 +49,8 @@ const STATUS: Record<GatewayErrorCode, { status: number; reason: string }> = {
   WORKSPACE_FULL: { status: 507, reason: 'Insufficient Storage' },
   // Mostly a sandbox at its process limit (an exec is one more process): worth a retry later.
   SANDBOX_EXEC_FAILED: { status: 503, reason: 'Service Unavailable' },
+  // A helper in the sandbox that was stopped or too slow: killed at the exec's wall-time cap.
+  SANDBOX_EXEC_TIMEOUT: { status: 504, reason: 'Gateway Timeout' },
   INTERNAL: { status: 500, reason: 'Internal Server Error' },
 };
 
