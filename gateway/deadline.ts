@@ -182,6 +182,8 @@ export async function sweepAfterDeadline(
   policy: SweepPolicy = DEFAULT_SWEEP_POLICY,
 ): Promise<SweepOutcome> {
   const before = steps.activity();
+  // A queued execution already running: its processes are its own, not leftovers to kill.
+  if (before.busy) return { outcome: 'not-judged' };
   let report: SweepReport;
   try {
     report = await steps.sweep(policy.windowMs, policy.samples);
@@ -192,8 +194,7 @@ export async function sweepAfterDeadline(
     return { outcome: 'restarted' };
   }
   const after = steps.activity();
-  if (before.busy || after.busy || after.started !== before.started)
-    return { outcome: 'not-judged', report };
+  if (after.busy || after.started !== before.started) return { outcome: 'not-judged', report };
   if (report.cores > policy.maxCores || report.runnable > policy.maxRunnable) {
     await steps.restart(
       `code the execution left running (threads) kept using CPU after the execution deadline (${report.cores.toFixed(2)} cores, busy in ${Math.round(report.runnable * 100)}% of samples)`,

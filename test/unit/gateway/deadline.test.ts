@@ -175,4 +175,11 @@ describe('sweepAfterDeadline', () => {
     expect((await sweepAfterDeadline(busy.steps, policy)).outcome).to.equal('not-judged');
     expect(s.restarts.concat(busy.restarts)).to.deep.equal([]);
   });
+
+  it('sweeps nothing when the next execution already runs (its processes are not leftovers)', async () => {
+    const s = steps({ killed: 5, cores: 1, runnable: 1 }, [{ started: 2, busy: true }]);
+    expect((await sweepAfterDeadline(s.steps, policy)).outcome).to.equal('not-judged');
+    expect(s.windows, 'no sweep ran').to.deep.equal([]);
+    expect(s.restarts).to.deep.equal([]);
+  });
 });
