@@ -259,7 +259,7 @@ const TABLE = {
     flag: '--sandbox-exec-timeout',
     default: 30,
     parse: num(0.5, 3600),
-    help: 'seconds a gateway helper in a sandbox may run (file list/read/write, a download); past it: killed, 504',
+    help: 'seconds a gateway helper in a sandbox may run (a download: without progress); past it: killed, 504',
   },
   maxDownloadBytes: {
     env: 'AIDO_MAX_DOWNLOAD_BYTES',

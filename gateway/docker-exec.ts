@@ -55,7 +55,8 @@ export interface ExecSpec extends ExecOptions {
 }
 
 /** Why a bounded exec was stopped from outside. */
-type Stop = { kind: 'timeout' } | { kind: 'output' } | { kind: 'sink'; err: unknown };
+type Stop =
+  { kind: 'timeout' } | { kind: 'idle' } | { kind: 'output' } | { kind: 'sink'; err: unknown };
 
 /** Settles when the hijacked stream ends; rejects on its error. */
 function ended(stream: Duplex): Promise<void> {
@@ -181,6 +182,17 @@ export async function execIn(
   const timer = setTimeout(() => {
     stop({ kind: 'timeout' });
   }, limits.timeoutMs);
+  // Without output for idleTimeoutMs (stopped, or a client that stopped reading): stopped too.
+  let idle: NodeJS.Timeout | undefined;
+  const stillGoing = (): void => {
+    const ms = limits.idleTimeoutMs;
+    if (ms === undefined) return;
+    clearTimeout(idle);
+    idle = setTimeout(() => {
+      stop({ kind: 'idle' });
+    }, ms);
+  };
+  stillGoing();
   let exec: Docker.Exec | undefined;
   let stream: Duplex | undefined;
   try {
@@ -214,11 +226,15 @@ export async function execIn(
         onSinkError(new Error('the destination closed'));
       });
       s.on('data', (chunk: Buffer) => {
+        stillGoing();
         const verdict = demux.push(chunk);
         if (verdict === 'over') stop({ kind: 'output' });
         else if (verdict === 'full' && sink) {
           s.pause();
-          sink.once('drain', () => s.resume());
+          sink.once('drain', () => {
+            stillGoing();
+            s.resume();
+          });
         }
       });
       const done = ended(s);
@@ -246,6 +262,11 @@ export async function execIn(
         'SANDBOX_EXEC_TIMEOUT',
         `the sandbox helper did not finish within ${limits.timeoutMs / 1000} s (it was stopped or too slow) and was killed`,
       );
+    if (outcome.kind === 'idle')
+      throw new GatewayError(
+        'SANDBOX_EXEC_TIMEOUT',
+        `the sandbox helper made no progress for ${(limits.idleTimeoutMs ?? 0) / 1000} s (it was stopped, or the client stopped reading) and was killed`,
+      );
     if (outcome.kind === 'output')
       throw new GatewayError(
         'SANDBOX_EXEC_FAILED',
@@ -256,5 +277,6 @@ export async function execIn(
     });
   } finally {
     clearTimeout(timer);
+    clearTimeout(idle);
   }
 }

@@ -37,6 +37,8 @@ export interface ExecLimits {
   maxOutputBytes: number;
   /** Wall time (ms) the process may take, output included; past it it is killed and the exec fails. */
   timeoutMs: number;
+  /** Time (ms) without output (or with the sink not draining) after which the same happens. */
+  idleTimeoutMs?: number;
 }
 
 /** How a command runs inside a sandbox beyond its argv and stdin. */

@@ -44,6 +44,8 @@ export const MAX_ENTRIES = 10_000;
  * `truncated`); the exec's output cap is twice that, so only a helper that lies hits the cap.
  */
 const MAX_LISTING_BYTES = 4 * 1024 ** 2;
+/** Bytes per second a read may not fall below for long (see #run): a slow link, not a stall. */
+const MIN_READ_RATE = 1024 ** 2;
 /** Bytes of a read's header line (`<size>\n`) at most. */
 const MAX_HEADER_BYTES = 32;
 
@@ -454,10 +456,15 @@ export class WorkspaceFiles {
     opts: { stdin?: Buffer; maxBytes?: number; stdout?: Writable } = {},
   ): Promise<Buffer> {
     const maxBytes = opts.maxBytes ?? this.limits.maxDownloadBytes;
-    const seconds = this.limits.timeoutMs / 1000;
+    // A read may stream for longer than the cap, as long as it moves: the cap is then the time
+    // without progress, and the whole read may take the cap plus its bytes at MIN_READ_RATE.
+    const read = op === 'read';
+    const timeoutMs = read
+      ? this.limits.timeoutMs + Math.ceil((maxBytes / MIN_READ_RATE) * 1000)
+      : this.limits.timeoutMs;
+    const seconds = timeoutMs / 1000;
     // A read's output is its header and at most maxBytes; anything else is JSON within the budget.
-    const maxOutputBytes =
-      (op === 'read' ? maxBytes + MAX_HEADER_BYTES : 2 * MAX_LISTING_BYTES) + 64 * 1024;
+    const maxOutputBytes = (read ? maxBytes + MAX_HEADER_BYTES : 2 * MAX_LISTING_BYTES) + 64 * 1024;
     let r: ExecResult;
     try {
       // -I: ignore PYTHON* variables and the user site; -S: no site import (faster, less surface).
@@ -466,7 +473,11 @@ export class WorkspaceFiles {
         ['python3', '-I', '-S', '-c', HELPER, op, rel, String(maxBytes), String(seconds)],
         opts.stdin,
         {
-          limits: { timeoutMs: this.limits.timeoutMs, maxOutputBytes },
+          limits: {
+            timeoutMs,
+            maxOutputBytes,
+            ...(read ? { idleTimeoutMs: this.limits.timeoutMs } : {}),
+          },
           ...(opts.stdout ? { stdout: opts.stdout } : {}),
         },
       );

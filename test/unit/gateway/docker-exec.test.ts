@@ -106,6 +106,20 @@ describe('execIn (bounded)', () => {
     expect(execs[0]?.running).to.equal(false);
   });
 
+  it('fails when output stops for the idle cap, long before the wall-time cap', async () => {
+    const { container, execs } = fakeContainer();
+    const p = execIn(container, ['x'], undefined, {
+      ...spec,
+      limits: { maxOutputBytes: 1000, timeoutMs: 60_000, idleTimeoutMs: 50 },
+    });
+    await new Promise(setImmediate);
+    execs[0]?.stream.write(frame(1, 'some'));
+    const err = (await expect(p).to.be.rejectedWith(GatewayError)) as GatewayError;
+    expect(err.code).to.equal('SANDBOX_EXEC_TIMEOUT');
+    expect(err.message).to.match(/no progress for 0.05 s/);
+    expect(execs[0]?.running).to.equal(false);
+  });
+
   it('honours the sink’s backpressure and fails when the sink fails', async () => {
     const { container, execs } = fakeContainer();
     const got: string[] = [];
