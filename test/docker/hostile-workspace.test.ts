@@ -163,6 +163,9 @@ describe('hostile kernel: sandbox reads, helper execs, deadline, MCP (docker)', 
       );
       const body = (await res.json()) as { reason?: string; message?: string };
       const ms = performance.now() - t0;
+      console.log(
+        `      sparse 3 GiB: ${res.status} in ${ms.toFixed(0)} ms, gateway RSS +${(growth / MiB).toFixed(1)} MiB`,
+      );
       expect(res.status, JSON.stringify(body)).to.equal(413);
       expect(body.reason).to.be.a('string');
       expect(body.message).to.match(/3221225472 bytes.*limit is 134217728/);
@@ -183,6 +186,7 @@ describe('hostile kernel: sandbox reads, helper execs, deadline, MCP (docker)', 
           n += chunk.length;
         return n;
       });
+      console.log(`      48 MiB download: gateway RSS +${(growth / MiB).toFixed(1)} MiB`);
       expect(got).to.equal(48 * MiB);
       expect(growth, 'gateway RSS growth while streaming 48 MiB').to.be.below(40 * MiB);
     });
@@ -195,6 +199,7 @@ describe('hostile kernel: sandbox reads, helper execs, deadline, MCP (docker)', 
       });
       const ms = performance.now() - t0;
       const body = (await res.json()) as { reason?: string; message?: string };
+      console.log(`      stopped helper: ${res.status} after ${(ms / 1000).toFixed(2)} s`);
       expect(res.status, JSON.stringify(body)).to.equal(504);
       expect(body.message).to.match(/did not finish within 8 s/);
       expect(ms).to.be.below((EXEC_TIMEOUT_S + 3) * 1000);
