@@ -237,13 +237,27 @@ export function createAgentApi(deps: AgentApiDeps): express.Router {
   router.get('/api/kernels/:id/files/*path', async (req, res) => {
     const containerId = containerOf(param(req, 'id'));
     const rel = workspacePath(pathParam(req));
-    const bytes = await files.read(containerId, rel);
     const mime = mimeTypeOf(rel);
-    res.setHeader('Content-Type', isTextMime(mime) ? `${mime}; charset=utf-8` : mime);
-    res.setHeader('X-Content-Type-Options', 'nosniff');
-    // Files written by sandboxed code: never let a browser run them with the gateway's origin.
-    res.setHeader('Content-Security-Policy', "sandbox; default-src 'none'");
-    res.status(200).end(bytes);
+    try {
+      // Streamed: the status and headers go out once the helper has said the file's size.
+      await files.download(containerId, rel, (size) => {
+        res.setHeader('Content-Type', isTextMime(mime) ? `${mime}; charset=utf-8` : mime);
+        res.setHeader('Content-Length', String(size));
+        res.setHeader('X-Content-Type-Options', 'nosniff');
+        // Files written by sandboxed code: never let a browser run them with the gateway's origin.
+        res.setHeader('Content-Security-Policy', "sandbox; default-src 'none'");
+        res.status(200);
+        return res;
+      });
+    } catch (err) {
+      if (!res.headersSent) throw err;
+      // Part of the body is out: cutting the connection short of Content-Length is the only
+      // way left to tell the client.
+      logger.warn({ err: String(err), kernel: param(req, 'id') }, 'download cut short');
+      res.destroy();
+      return;
+    }
+    res.end();
   });
   router.put('/api/kernels/:id/files/*path', raw, async (req, res) => {
     const kernelId = param(req, 'id');

@@ -615,7 +615,10 @@ export class AgentExecutor {
       };
       if (mode === 'url') a.url = fileUrl(kernelId, c.path);
       else if (c.size <= INLINE_FILE_BYTES && inlined + c.size <= INLINE_TOTAL_BYTES) {
-        const bytes = await this.opts.files.read(containerId, c.path).catch(() => undefined);
+        // The file may have grown since the snapshot: read at most what may be inlined.
+        const bytes = await this.opts.files
+          .read(containerId, c.path, INLINE_FILE_BYTES)
+          .catch(() => undefined);
         if (bytes) {
           a.content_base64 = bytes.toString('base64');
           inlined += bytes.length;

@@ -5,7 +5,6 @@
  * config, root-only records under the state dir), never in anything the sandbox can write.
  */
 import { randomBytes, randomInt } from 'node:crypto';
-import { Writable } from 'node:stream';
 import Docker from 'dockerode';
 import {
   buildContainerSpec,
@@ -15,6 +14,7 @@ import {
   WORKSPACE_DIR,
   type SandboxPolicy,
 } from '../security/policy.js';
+import { execIn } from './docker-exec.js';
 import { GatewayError } from './errors.js';
 import {
   checkKernelDir,
@@ -28,6 +28,7 @@ import type {
   AdoptableSandbox,
   AdoptionScan,
   ConnectionInfo,
+  ExecOptions,
   ExecResult,
   KernelRuntime,
   Sandbox,
@@ -45,6 +46,9 @@ export const LABEL_KERNEL_ID = 'org.aido.kernel-gateway.kernel-id';
 export const LABEL_KERNEL_VOLUME = 'org.aido.kernel-gateway.kernel-volume';
 /** The gateway instance that created the sandbox (one live instance per state dir: the lock). */
 export const LABEL_INSTANCE = 'org.aido.kernel-gateway.instance';
+
+/** Where a helper exec runs (as the container's own user: the sandbox's unmapped uid). */
+const sandboxExec = { workingDir: WORKSPACE_DIR };
 /** The kernel-id label of warm-pool sandboxes: the kernel they serve is decided when one is taken. */
 export const POOL_KERNEL_ID = 'pool';
 const PORTS: Record<ZmqChannel, number> = { shell: 1, iopub: 2, stdin: 3, control: 4, hb: 5 };
@@ -84,56 +88,6 @@ function isNotFound(err: unknown): boolean {
   return (
     typeof err === 'object' && err !== null && (err as { statusCode?: number }).statusCode === 404
   );
-}
-
-/** Collects what a stream writes. */
-class Collector extends Writable {
-  readonly chunks: Buffer[] = [];
-  override _write(chunk: Buffer, _enc: BufferEncoding, done: () => void): void {
-    this.chunks.push(chunk);
-    done();
-  }
-}
-
-/** Runs argv in a container as the sandbox user; stdout and stderr come back demultiplexed. */
-async function execIn(
-  container: Docker.Container,
-  argv: string[],
-  stdin: Buffer | undefined,
-): Promise<ExecResult> {
-  let exec: Docker.Exec;
-  try {
-    exec = await container.exec({
-      Cmd: argv,
-      WorkingDir: WORKSPACE_DIR,
-      AttachStdin: stdin !== undefined,
-      AttachStdout: true,
-      AttachStderr: true,
-      Tty: false,
-    });
-  } catch (err) {
-    const code = (err as { statusCode?: number }).statusCode;
-    if (code === 404 || code === 409)
-      throw new GatewayError('KERNEL_DEAD', 'the sandbox is not running', { cause: err });
-    throw err;
-  }
-  const stream = await exec.start({ hijack: true, stdin: stdin !== undefined });
-  const stdout = new Collector();
-  const stderr = new Collector();
-  (container.modem as Docker['modem']).demuxStream(stream, stdout, stderr);
-  await new Promise<void>((resolve, reject) => {
-    stream.once('end', resolve);
-    stream.once('close', resolve);
-    stream.once('error', reject);
-    // Ending our side of the hijacked connection is the process's end of input.
-    if (stdin !== undefined) stream.end(stdin);
-  });
-  const info = await exec.inspect();
-  return {
-    exitCode: info.ExitCode ?? -1,
-    stdout: Buffer.concat(stdout.chunks),
-    stderr: Buffer.concat(stderr.chunks),
-  };
 }
 
 class DockerSandbox implements Sandbox {
@@ -204,8 +158,8 @@ class DockerSandbox implements Sandbox {
     return kernelDirPath(this.dir, name);
   }
 
-  exec(argv: string[], stdin?: Buffer): Promise<ExecResult> {
-    return execIn(this.container, argv, stdin);
+  exec(argv: string[], stdin?: Buffer, opts?: ExecOptions): Promise<ExecResult> {
+    return execIn(this.container, argv, stdin, { ...opts, ...sandboxExec });
   }
 
   destroy(): Promise<void> {
@@ -458,8 +412,16 @@ export class DockerRuntime implements KernelRuntime {
     await this.bindings.write(containerId, { kernelId, env });
   }
 
-  exec(containerId: string, argv: string[], stdin?: Buffer): Promise<ExecResult> {
-    return execIn(this.opts.docker.getContainer(containerId), argv, stdin);
+  exec(
+    containerId: string,
+    argv: string[],
+    stdin?: Buffer,
+    opts?: ExecOptions,
+  ): Promise<ExecResult> {
+    return execIn(this.opts.docker.getContainer(containerId), argv, stdin, {
+      ...opts,
+      ...sandboxExec,
+    });
   }
 
   async reapOrphans(keep: ReadonlySet<string>, opts: { minAgeMs?: number } = {}): Promise<number> {

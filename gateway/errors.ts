@@ -31,6 +31,7 @@ export type GatewayErrorCode =
   | 'MODEL_UNREACHABLE'
   | 'MODEL_ERROR'
   | 'MODEL_TIMEOUT'
+  | 'SANDBOX_EXEC_TIMEOUT'
   | 'INTERNAL';
 
 const STATUS: Record<GatewayErrorCode, { status: number; reason: string }> = {
@@ -65,6 +66,8 @@ const STATUS: Record<GatewayErrorCode, { status: number; reason: string }> = {
   MODEL_UNREACHABLE: { status: 502, reason: 'Bad Gateway' },
   MODEL_ERROR: { status: 502, reason: 'Bad Gateway' },
   MODEL_TIMEOUT: { status: 504, reason: 'Gateway Timeout' },
+  // A helper in the sandbox that was stopped or too slow: killed at the exec's wall-time cap.
+  SANDBOX_EXEC_TIMEOUT: { status: 504, reason: 'Gateway Timeout' },
   INTERNAL: { status: 500, reason: 'Internal Server Error' },
 };
 

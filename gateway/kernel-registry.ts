@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { freemem } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { GatewayConfig } from './config.js';
+import { DEFAULT_SWEEP_POLICY } from './deadline.js';
 import { GatewayError } from './errors.js';
 import { KernelDeaths, type DeathCause } from './kernel-deaths.js';
 import { kernelEnvFrom } from './kernel-env.js';
@@ -212,6 +213,7 @@ export class KernelRegistry {
       execTimeoutMs: this.config.execTimeoutS * 1000,
       killGraceMs: this.config.killGraceS * 1000,
       restartAfterKill: this.config.restartAfterKill,
+      deadlineSweep: this.config.deadlineSweep ? DEFAULT_SWEEP_POLICY : undefined,
       startTimeoutMs: this.config.kernelStartTimeoutS * 1000,
       ...(this.metrics ? { metrics: this.metrics } : {}),
       onSandboxDeath: (d) => {

@@ -26,7 +26,15 @@ import {
 import { WsSink, type WireProtocol } from './ws-sink.js';
 import { IopubRateLimit } from './iopub-rate-limit.js';
 import type { KernelDeath } from './kernel-deaths.js';
-import { ExecutionDeadline, InterruptLadder, realTimers, type Timers } from './deadline.js';
+import {
+  ExecutionDeadline,
+  InterruptLadder,
+  realTimers,
+  sweepAfterDeadline,
+  type SweepPolicy,
+  type Timers,
+} from './deadline.js';
+import { sweepSandbox } from './sandbox-sweep.js';
 import { GatewayError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { MetricsSink } from './metrics.js';
@@ -59,6 +67,8 @@ export interface KernelSessionOptions {
   execTimeoutMs: number;
   killGraceMs: number;
   restartAfterKill: boolean;
+  /** After a deadline's interrupt: kill what the execution left running; restart past the policy. */
+  deadlineSweep?: SweepPolicy | undefined;
   startTimeoutMs: number;
   clients: ClientChannelsOptions;
   iopubRate: { msgsPerSecond: number; bytesPerSecond: number };
@@ -131,6 +141,8 @@ export class KernelSession implements ChannelHost {
   #gwWaiters = new Map<string, (raw: RawMessage) => void>();
   #iopubSeen = false;
   #activeExecution: string | undefined;
+  /** Executions started (the deadline sweep judges only a window in which none did). */
+  #executionsStarted = 0;
   #timedOut = new Set<string>();
   #killReason: string | undefined;
   /** Who started the interrupt ladder now climbing: the execution deadline or a client. */
@@ -698,6 +710,7 @@ export class KernelSession implements ChannelHost {
 
   #executionStarted(msgId: string): void {
     this.#activeExecution = msgId;
+    this.#executionsStarted++;
     this.#deadline.arm(msgId, () => {
       void this.#onDeadline(msgId);
     });
@@ -719,6 +732,34 @@ export class KernelSession implements ChannelHost {
     if (!this.#ladder.running) this.#ladderCause = 'deadline';
     const outcome = await this.#ladder.run();
     this.#log.warn({ msg_id: msgId, outcome }, 'execution deadline handled');
+    if (outcome === 'interrupted' && this.opts.deadlineSweep)
+      await this.#sweep(this.opts.deadlineSweep);
+  }
+
+  /** Deadline completeness: see {@link sweepAfterDeadline}. */
+  async #sweep(policy: SweepPolicy): Promise<void> {
+    const sandbox = this.#sandbox;
+    if (!sandbox) return;
+    const r = await sweepAfterDeadline(
+      {
+        sweep: (windowMs, samples) => sweepSandbox(sandbox, windowMs, samples),
+        activity: () => ({
+          started: this.#executionsStarted,
+          busy: this.#activeExecution !== undefined,
+        }),
+        restart: async (why) => {
+          if (this.#sandbox !== sandbox || this.#closed || this.#restarting) return;
+          this.#log.warn({ why }, 'restarting after the execution deadline');
+          this.#broadcast(this.notice(`Kernel restarted on a fresh sandbox: ${why}.`));
+          await this.restart();
+        },
+      },
+      policy,
+    ).catch((err: unknown) => {
+      this.#log.error({ err: String(err) }, 'deadline sweep failed');
+      return undefined;
+    });
+    if (r) this.#log.info({ ...r }, 'deadline sweep done');
   }
 
   async #onSandboxExit(exit: SandboxExit): Promise<void> {

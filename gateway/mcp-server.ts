@@ -33,6 +33,8 @@ export interface McpGatewayOptions {
 
 /** Text handed back per tool call at most: tool results land in a model's context. */
 const MAX_TEXT = 100_000;
+/** Bytes read_file reads at most: held whole (and base64-encoded); bigger files: the files API. */
+const MAX_READ_BYTES = 10 * 1024 ** 2;
 const IMAGE_TYPES = new Set(['image/png', 'image/jpeg', 'image/gif', 'image/webp']);
 
 type Content = CallToolResult['content'][number];
@@ -153,6 +155,8 @@ class McpSession {
 /** The MCP endpoint: sessions keyed by Mcp-Session-Id. */
 export class McpGateway {
   readonly #sessions = new Map<string, McpSession>();
+  /** Sessions opened and not yet closed, initialized or not: what the cap counts. */
+  readonly #live = new Set<McpSession>();
   readonly #reaper: NodeJS.Timeout | undefined;
   #closing = false;
 
@@ -214,8 +218,26 @@ export class McpGateway {
       });
       return;
     }
+    const max = this.opts.config.maxMcpSessions;
+    if (this.#live.size >= max) {
+      this.opts.logger.warn({ max }, 'MCP session refused: at the cap');
+      res.status(503).json({
+        jsonrpc: '2.0',
+        error: {
+          code: -32000,
+          message: `too many MCP sessions: ${max} are open (AIDO_MAX_MCP_SESSIONS); close one (DELETE /mcp) or retry after an idle one expires`,
+        },
+        id: null,
+      });
+      return;
+    }
     const session = this.#open();
-    await session.transport.handleRequest(req, res, body);
+    try {
+      await session.transport.handleRequest(req, res, body);
+    } finally {
+      // An initialize the transport refused leaves no session behind to count.
+      if (session.transport.sessionId === undefined) this.#live.delete(session);
+    }
   }
 
   #open(): McpSession {
@@ -228,7 +250,9 @@ export class McpGateway {
       },
     });
     const session = new McpSession(transport, kernels, logger);
+    this.#live.add(session);
     transport.onclose = () => {
+      this.#live.delete(session);
       const id = transport.sessionId;
       if (id !== undefined) this.#sessions.delete(id);
       logger.info({ mcp_session: id, kernel: session.ownKernelId }, 'MCP session closed');
@@ -325,7 +349,11 @@ export class McpGateway {
         try {
           const containerId = assertRunnable(await session.kernel(kernel_id));
           const rel = workspacePath(path);
-          const bytes = await files.read(containerId, rel);
+          const bytes = await files.read(
+            containerId,
+            rel,
+            Math.min(MAX_READ_BYTES, files.maxDownloadBytes),
+          );
           const mime = mimeTypeOf(rel);
           const text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
           if (!IMAGE_TYPES.has(mime)) {

@@ -4,6 +4,8 @@
  * TCP/Curve) without touching the bridge.
  */
 
+import type { Writable } from 'node:stream';
+
 /** ZMQ channels of a kernel. */
 export type ZmqChannel = 'shell' | 'iopub' | 'stdin' | 'control' | 'hb';
 
@@ -27,6 +29,27 @@ export interface ExecResult {
   exitCode: number;
   stdout: Buffer;
   stderr: Buffer;
+}
+
+/** Bounds of one command run inside a sandbox: its output comes from a place the kernel controls. */
+export interface ExecLimits {
+  /** Bytes of stdout plus stderr read at most; past it the process is killed and the exec fails. */
+  maxOutputBytes: number;
+  /** Wall time (ms) the process may take, output included; past it it is killed and the exec fails. */
+  timeoutMs: number;
+  /** Time (ms) without output (or with the sink not draining) after which the same happens. */
+  idleTimeoutMs?: number;
+}
+
+/** How a command runs inside a sandbox beyond its argv and stdin. */
+export interface ExecOptions {
+  /** Defaults: 16 MiB and 30 s. */
+  limits?: Partial<ExecLimits>;
+  /**
+   * Where stdout goes as it arrives, with backpressure (the result's stdout is then empty). The
+   * caller ends it; an error or close of it kills the process and fails the exec.
+   */
+  stdout?: Writable;
 }
 
 /** One running sandbox (one container); used by exactly one kernel, never reused. */
@@ -60,9 +83,9 @@ export interface Sandbox {
   /**
    * Runs `argv` inside the sandbox as the sandbox user (its unmapped uid) in /workspace, under the
    * container's own limits (every exec process counts against the pids limit), feeding `stdin`
-   * and collecting stdout and stderr as raw bytes.
+   * and collecting stdout and stderr as raw bytes, within `opts.limits` (see {@link ExecLimits}).
    */
-  exec(argv: string[], stdin?: Buffer): Promise<ExecResult>;
+  exec(argv: string[], stdin?: Buffer, opts?: ExecOptions): Promise<ExecResult>;
   /** Kills and removes the container and its directory. Idempotent. */
   destroy(): Promise<void>;
 }
@@ -118,7 +141,12 @@ export interface KernelRuntime {
   /** Removes one labelled container (and its directory) by id. */
   removeContainer(containerId: string): Promise<void>;
   /** {@link Sandbox.exec} in the running sandbox `containerId` (callers that hold only the id). */
-  exec(containerId: string, argv: string[], stdin?: Buffer): Promise<ExecResult>;
+  exec(
+    containerId: string,
+    argv: string[],
+    stdin?: Buffer,
+    opts?: ExecOptions,
+  ): Promise<ExecResult>;
   /**
    * Running sandboxes of this state dir bound to a kernel (after a gateway restart), each checked
    * on its own: one that cannot be verified is refused, never a reason to give up on the others.

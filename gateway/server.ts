@@ -146,9 +146,12 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
   });
   let draining = false;
   const isDraining = (): boolean => draining;
-  const sandboxExec: SandboxExec = (containerId, argv, stdin) =>
-    runtime.exec(containerId, argv, stdin);
-  const files = new WorkspaceFiles(sandboxExec, logger.child({ component: 'workspace-files' }));
+  const sandboxExec: SandboxExec = (containerId, argv, stdin, opts) =>
+    runtime.exec(containerId, argv, stdin, opts);
+  const files = new WorkspaceFiles(sandboxExec, logger.child({ component: 'workspace-files' }), {
+    timeoutMs: config.sandboxExecTimeoutS * 1000,
+    maxDownloadBytes: config.maxDownloadBytes,
+  });
   const executor = new AgentExecutor({ files, exec: sandboxExec, logger });
   const mcp = new McpGateway({
     config,

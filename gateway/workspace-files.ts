@@ -10,24 +10,44 @@
  * cannot. The confinement keeps the file API to the workspace, and its answers free of the content
  * of anything else in the sandbox (a symlink to /etc, say).
  */
+import { Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { z } from 'zod';
 import { WORKSPACE_DIR } from '../security/policy.js';
 import { GatewayError } from './errors.js';
 import type { Logger } from './logger.js';
-import type { ExecResult } from './runtime.js';
+import type { ExecOptions, ExecResult } from './runtime.js';
 
-/** Runs argv (with stdin) in the sandbox of a container. */
+/** Runs argv (with stdin) in the sandbox of a container, within the given bounds. */
 export type SandboxExec = (
   containerId: string,
   argv: string[],
   stdin?: Buffer,
+  opts?: ExecOptions,
 ) => Promise<ExecResult>;
+
+/** The bounds of every workspace operation. */
+export interface WorkspaceLimits {
+  /** Wall time (ms) of one helper run, a download's streaming included. */
+  timeoutMs: number;
+  /** Largest file a download (or any read) hands out. */
+  maxDownloadBytes: number;
+}
 
 /** Longest path accepted (Linux PATH_MAX) and longest name in it (NAME_MAX), in UTF-8 bytes. */
 const MAX_PATH_BYTES = 4096;
 const MAX_NAME_BYTES = 255;
 /** Entries a listing or a snapshot returns at most. */
 export const MAX_ENTRIES = 10_000;
+/**
+ * JSON bytes of entries a listing or a snapshot returns at most (the helper stops there and says
+ * `truncated`); the exec's output cap is twice that, so only a helper that lies hits the cap.
+ */
+const MAX_LISTING_BYTES = 4 * 1024 ** 2;
+/** Bytes per second a read may not fall below for long (see #run): a slow link, not a stall. */
+const MIN_READ_RATE = 1024 ** 2;
+/** Bytes of a read's header line (`<size>\n`) at most. */
+const MAX_HEADER_BYTES = 32;
 
 /** Exit codes of the helper, one per refusal. */
 const EXIT = {
@@ -39,19 +59,27 @@ const EXIT = {
   notRegular: 15,
   denied: 16,
   nameTooLong: 17,
+  tooLarge: 18,
 } as const;
 
 /**
- * The helper. argv: `<op> <path>`, path relative to /workspace. Exits 0 with JSON (or the file's
- * bytes for `read`) on stdout, or with one of the codes of EXIT. It never echoes a path's content
- * on refusal. `signal.alarm` bounds its life; O_NONBLOCK keeps a FIFO from blocking an open.
+ * The helper. argv: `<op> <path> <max bytes> <seconds>`, path relative to /workspace. Exits 0 with
+ * JSON on stdout (for `read`: a `<size>\n` line, then at most that many bytes of the file), or with
+ * one of the codes of EXIT (for a file over `max bytes`: its size on stderr). It never echoes a
+ * path's content on refusal. Listings stop at MAX_ENTRIES, MAX_LISTING_BYTES or half the time
+ * (then `truncated`); `signal.alarm` ends it at its time. The gateway bounds it anyway (the kernel
+ * can stop or feed it): this is for the honest case, a clear answer before the caps.
+ * O_NONBLOCK keeps a FIFO from blocking an open.
  */
 const HELPER = String.raw`
-import errno, json, os, signal, stat, sys
-signal.alarm(120)
+import errno, json, os, signal, stat, sys, time
+MAX_BYTES, SECONDS = int(sys.argv[3]), float(sys.argv[4])
+signal.alarm(max(1, int(SECONDS) + 1))
+T_END = time.monotonic() + SECONDS / 2
 ROOT = '/workspace'
 MAX_ENTRIES = ${MAX_ENTRIES}
-OUTSIDE, MISSING, IS_DIR, NOT_DIR, NO_SPACE, NOT_REGULAR, DENIED, NAME_TOO_LONG = 10, 11, 12, 13, 14, 15, 16, 17
+MAX_LISTING_BYTES = ${MAX_LISTING_BYTES}
+OUTSIDE, MISSING, IS_DIR, NOT_DIR, NO_SPACE, NOT_REGULAR, DENIED, NAME_TOO_LONG, TOO_LARGE = 10, 11, 12, 13, 14, 15, 16, 17, 18
 ERRNO = {errno.ENOENT: MISSING, errno.EISDIR: IS_DIR, errno.ENOTDIR: NOT_DIR, errno.EEXIST: NOT_DIR,
          errno.ENOSPC: NO_SPACE, errno.EDQUOT: NO_SPACE, errno.EFBIG: NO_SPACE, errno.EACCES: DENIED,
          errno.EPERM: DENIED, errno.ELOOP: OUTSIDE, errno.ENXIO: NOT_REGULAR,
@@ -93,26 +121,36 @@ def open_regular(p, flags):
 def op_list(rel):
     p = resolve(rel)
     if not stat.S_ISDIR(os.stat(p).st_mode): sys.exit(NOT_DIR)
-    items, truncated = [], False
+    items, truncated, used = [], False, 0
     with os.scandir(p) as it:
         for e in it:
-            if len(items) >= MAX_ENTRIES:
+            if len(items) >= MAX_ENTRIES or used >= MAX_LISTING_BYTES or time.monotonic() > T_END:
                 truncated = True
                 break
             try:
-                items.append(entry(e.path, e.stat(follow_symlinks=False)))
+                item = entry(e.path, e.stat(follow_symlinks=False))
             except FileNotFoundError:
-                pass
+                continue
+            items.append(item)
+            used += len(json.dumps(item)) + 1
     items.sort(key=lambda i: i['name'])
     out({'path': rel_of(p), 'entries': items, 'truncated': truncated})
 
 def op_read(rel):
     fd = open_regular(resolve(rel), os.O_RDONLY)
+    # The size of the opened file, not of whatever the path names by now; a sparse file has any.
+    size = os.fstat(fd).st_size
     w = sys.stdout.buffer
-    while True:
-        chunk = os.read(fd, 1 << 20)
+    if size > MAX_BYTES:
+        sys.stderr.write(str(size))
+        sys.exit(TOO_LARGE)
+    w.write(b'%d\n' % size)
+    left = size
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 20))
         if not chunk: break
         w.write(chunk)
+        left -= len(chunk)
     w.flush()
 
 def op_write(rel):
@@ -156,7 +194,7 @@ def op_delete(rel):
     out({'path': rel_of(p)})
 
 def op_snapshot(_rel):
-    files, truncated = [], False
+    files, truncated, used = [], False, 0
     for d, _dirs, names in os.walk(ROOT):
         for n in names:
             p = os.path.join(d, n)
@@ -165,10 +203,12 @@ def op_snapshot(_rel):
             except OSError:
                 continue
             if not stat.S_ISREG(st.st_mode): continue
-            if len(files) >= MAX_ENTRIES:
+            if len(files) >= MAX_ENTRIES or used >= MAX_LISTING_BYTES or time.monotonic() > T_END:
                 truncated = True
                 break
-            files.append([rel_of(p), st.st_size, str(st.st_mtime_ns)])
+            f = [rel_of(p), st.st_size, str(st.st_mtime_ns)]
+            files.append(f)
+            used += len(json.dumps(f)) + 1
         if truncated: break
     out({'files': files, 'truncated': truncated})
 
@@ -328,20 +368,125 @@ function parseOutput<S extends z.ZodType>(schema: S, stdout: Buffer): z.infer<S>
   return parsed.data;
 }
 
+/**
+ * Splits a read's output: the `<size>\n` line, then the file's bytes, handed on to the destination
+ * that `open(size)` returns (with its backpressure). More bytes than announced, or a header that
+ * is not one, fail it.
+ */
+class ReadFraming extends Writable {
+  #header: Buffer = Buffer.alloc(0);
+  #dest: Writable | undefined;
+  #size = 0;
+  /** Bytes of the file handed on so far. */
+  received = 0;
+
+  constructor(private readonly open: (size: number) => Writable) {
+    // A megabyte in flight: fewer pauses of the exec stream, memory still bounded per download.
+    super({ highWaterMark: 1024 ** 2 });
+    // Errors reach the exec (which kills the helper) and finish(); none may go unhandled later.
+    this.on('error', () => undefined);
+  }
+
+  /** Settles once every byte handed to it has gone on to the destination. */
+  async finish(): Promise<void> {
+    this.end();
+    await finished(this);
+  }
+
+  /** The announced size, once the header line came. */
+  get size(): number | undefined {
+    return this.#dest ? this.#size : undefined;
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
+    let body = chunk;
+    if (!this.#dest) {
+      this.#header = Buffer.concat([this.#header, chunk]);
+      const nl = this.#header.indexOf(0x0a);
+      if (nl < 0) {
+        if (this.#header.length > MAX_HEADER_BYTES) done(new Error('bad read header'));
+        else done();
+        return;
+      }
+      const line = this.#header.subarray(0, nl).toString('latin1');
+      if (!/^\d{1,16}$/.test(line)) {
+        done(new Error('bad read header'));
+        return;
+      }
+      this.#size = Number(line);
+      body = this.#header.subarray(nl + 1);
+      this.#header = Buffer.alloc(0);
+      const dest = this.open(this.#size);
+      this.#dest = dest;
+      // The client went away: fail the exec, which kills the helper.
+      dest.once('close', () => {
+        if (!dest.writableFinished) this.destroy(new Error('the client went away'));
+      });
+    }
+    this.received += body.length;
+    if (this.received > this.#size) {
+      done(new Error('the helper sent more bytes than it announced'));
+      return;
+    }
+    if (body.length === 0 || this.#dest.write(body)) done();
+    else
+      this.#dest.once('drain', () => {
+        done();
+      });
+  }
+}
+
 /** Workspace file operations on a kernel's sandbox, by container id. */
 export class WorkspaceFiles {
   constructor(
     private readonly exec: SandboxExec,
     private readonly logger: Logger,
+    private readonly limits: WorkspaceLimits,
   ) {}
 
-  async #run(containerId: string, op: string, rel: string, stdin?: Buffer): Promise<Buffer> {
+  /** The largest file a download hands out. */
+  get maxDownloadBytes(): number {
+    return this.limits.maxDownloadBytes;
+  }
+
+  async #run(
+    containerId: string,
+    op: string,
+    rel: string,
+    opts: { stdin?: Buffer; maxBytes?: number; stdout?: Writable } = {},
+  ): Promise<Buffer> {
+    const maxBytes = opts.maxBytes ?? this.limits.maxDownloadBytes;
+    // A read may stream for longer than the cap, as long as it moves: the cap is then the time
+    // without progress, and the whole read may take the cap plus its bytes at MIN_READ_RATE.
+    const read = op === 'read';
+    const timeoutMs = read
+      ? this.limits.timeoutMs + Math.ceil((maxBytes / MIN_READ_RATE) * 1000)
+      : this.limits.timeoutMs;
+    const seconds = timeoutMs / 1000;
+    // A read's output is its header and at most maxBytes; anything else is JSON within the budget.
+    const maxOutputBytes = (read ? maxBytes + MAX_HEADER_BYTES : 2 * MAX_LISTING_BYTES) + 64 * 1024;
     let r: ExecResult;
     try {
       // -I: ignore PYTHON* variables and the user site; -S: no site import (faster, less surface).
-      r = await this.exec(containerId, ['python3', '-I', '-S', '-c', HELPER, op, rel], stdin);
+      r = await this.exec(
+        containerId,
+        ['python3', '-I', '-S', '-c', HELPER, op, rel, String(maxBytes), String(seconds)],
+        opts.stdin,
+        {
+          limits: {
+            timeoutMs,
+            maxOutputBytes,
+            ...(read ? { idleTimeoutMs: this.limits.timeoutMs } : {}),
+          },
+          ...(opts.stdout ? { stdout: opts.stdout } : {}),
+        },
+      );
     } catch (err) {
-      if (err instanceof GatewayError) throw err;
+      if (err instanceof GatewayError) {
+        if (err.code === 'SANDBOX_EXEC_TIMEOUT' || err.code === 'SANDBOX_EXEC_FAILED')
+          this.logger.warn({ op, err: err.message }, 'workspace helper stopped at its bounds');
+        throw err;
+      }
       this.logger.warn({ err: String(err), op }, 'workspace helper could not run');
       throw new GatewayError(
         'SANDBOX_EXEC_FAILED',
@@ -371,6 +516,15 @@ export class WorkspaceFiles {
         throw new GatewayError('BAD_PATH', `permission denied: ${shown}`);
       case EXIT.nameTooLong:
         throw new GatewayError('BAD_PATH', `a name in ${shown} is too long`);
+      case EXIT.tooLarge: {
+        // The size comes from the sandbox: shown only when it is a plain number.
+        const said = r.stderr.subarray(0, 20).toString('latin1');
+        const size = /^\d{1,20}$/.test(said) ? `${said} bytes, ` : '';
+        throw new GatewayError(
+          'PAYLOAD_TOO_LARGE',
+          `${shown} is too large to read (${size}the limit is ${maxBytes} bytes)`,
+        );
+      }
       default:
         // The helper's stderr stays in the log: it may quote the sandbox's files.
         this.logger.warn(
@@ -390,10 +544,48 @@ export class WorkspaceFiles {
     return { path: raw.path, entries: raw.entries.map(toEntry), truncated: raw.truncated };
   }
 
-  /** The bytes of a regular file. */
-  async read(containerId: string, rel: string): Promise<Buffer> {
+  /**
+   * The bytes of a regular file of at most `maxBytes` (default: the download limit); a larger
+   * one is refused with PAYLOAD_TOO_LARGE before any of it is read.
+   */
+  async read(containerId: string, rel: string, maxBytes?: number): Promise<Buffer> {
     if (rel === '') throw new GatewayError('BAD_PATH', `${WORKSPACE_DIR} is a directory`);
-    return await this.#run(containerId, 'read', rel);
+    const chunks: Buffer[] = [];
+    const collect = new Writable({
+      write(chunk: Buffer, _enc, done): void {
+        chunks.push(chunk);
+        done();
+      },
+    });
+    const framing = new ReadFraming(() => collect);
+    await this.#run(containerId, 'read', rel, {
+      stdout: framing,
+      ...(maxBytes !== undefined ? { maxBytes } : {}),
+    });
+    await framing.finish();
+    const data = Buffer.concat(chunks);
+    if (framing.size === undefined || data.length !== framing.size)
+      throw new GatewayError('SANDBOX_EXEC_FAILED', `${rel} changed while it was read`);
+    return data;
+  }
+
+  /**
+   * Streams a regular file to the destination `open(size)` returns, once its size is known (set
+   * headers there). Errors before that are thrown as usual; after it, the destination is left
+   * short of `size` bytes and the error is thrown too (the caller cuts the response). The caller
+   * ends the destination on success.
+   */
+  async download(
+    containerId: string,
+    rel: string,
+    open: (size: number) => Writable,
+  ): Promise<void> {
+    if (rel === '') throw new GatewayError('BAD_PATH', `${WORKSPACE_DIR} is a directory`);
+    const framing = new ReadFraming(open);
+    await this.#run(containerId, 'read', rel, { stdout: framing });
+    await framing.finish();
+    if (framing.size === undefined || framing.received !== framing.size)
+      throw new GatewayError('SANDBOX_EXEC_FAILED', `${rel} changed while it was read`);
   }
 
   /** Creates or replaces a file (and its parent directories) with `data`. */
@@ -403,7 +595,10 @@ export class WorkspaceFiles {
     data: Buffer,
   ): Promise<WorkspaceEntry & { created: boolean }> {
     if (rel === '') throw new GatewayError('BAD_PATH', `${WORKSPACE_DIR} is a directory`);
-    const raw = parseOutput(RawWritten, await this.#run(containerId, 'write', rel, data));
+    const raw = parseOutput(
+      RawWritten,
+      await this.#run(containerId, 'write', rel, { stdin: data }),
+    );
     return { ...toEntry(raw), created: raw.created };
   }
 

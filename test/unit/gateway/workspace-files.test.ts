@@ -2,11 +2,12 @@
  * Workspace files without a sandbox: the gateway's path check, MIME types, snapshot diffs, and the
  * mapping of the helper's exit codes (and garbage) to errors, with a fake exec.
  */
+import { Writable } from 'node:stream';
 import { expect, use } from 'chai';
 import chaiAsPromised from 'chai-as-promised';
 import { GatewayError } from '../../../gateway/errors.js';
 import { createLogger } from '../../../gateway/logger.js';
-import type { ExecResult } from '../../../gateway/runtime.js';
+import type { ExecOptions, ExecResult } from '../../../gateway/runtime.js';
 import {
   changedFiles,
   mimeTypeOf,
@@ -99,24 +100,37 @@ describe('WorkspaceFiles (fake exec)', () => {
   const logger = createLogger('silent');
   const answering =
     (r: Partial<ExecResult>, seen: string[][] = []) =>
-    (_id: string, argv: string[]): Promise<ExecResult> => {
+    (_id: string, argv: string[], _stdin?: Buffer, opts?: ExecOptions): Promise<ExecResult> => {
       seen.push(argv);
-      return Promise.resolve({
-        exitCode: 0,
-        stdout: Buffer.alloc(0),
-        stderr: Buffer.alloc(0),
-        ...r,
-      });
+      const result = { exitCode: 0, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), ...r };
+      // A streaming caller gets stdout through its sink, as from the real exec.
+      if (opts?.stdout) {
+        const sink = opts.stdout;
+        return new Promise((resolve, reject) => {
+          sink.once('error', reject);
+          sink.write(result.stdout, (err) => {
+            if (err) reject(err);
+            else resolve({ ...result, stdout: Buffer.alloc(0) });
+          });
+        });
+      }
+      return Promise.resolve(result);
     };
+  const limits = { timeoutMs: 5000, maxDownloadBytes: 1000 };
 
   it('passes the path as its own argv element after a fixed program', async () => {
     const seen: string[][] = [];
-    const files = new WorkspaceFiles(answering({ stdout: Buffer.from('bytes') }, seen), logger);
+    const files = new WorkspaceFiles(
+      answering({ stdout: Buffer.from('5\nbytes') }, seen),
+      logger,
+      limits,
+    );
     const weird = "a'; rm -rf / #/$(x)";
     expect((await files.read('c', weird)).toString()).to.equal('bytes');
     const [argv] = seen;
     expect(argv?.slice(0, 4)).to.deep.equal(['python3', '-I', '-S', '-c']);
-    expect(argv?.slice(5)).to.deep.equal(['read', weird]);
+    // A read may take the cap plus its bytes at 1 MiB/s (the cap then bounds time without progress).
+    expect(argv?.slice(5)).to.deep.equal(['read', weird, '1000', '5.001']);
     expect(argv?.[4]).to.not.include(weird);
   });
 
@@ -136,6 +150,7 @@ describe('WorkspaceFiles (fake exec)', () => {
       const files = new WorkspaceFiles(
         answering({ exitCode, stderr: Buffer.from('root:x:0:0 secret') }),
         logger,
+        limits,
       );
       const err = (await expect(files.read('c', 'x')).to.be.rejectedWith(
         GatewayError,
@@ -152,16 +167,64 @@ describe('WorkspaceFiles (fake exec)', () => {
       '{"files": 5, "truncated": false}',
       '{"files": [["a", -1, "1"]], "truncated": false}',
     ]) {
-      const files = new WorkspaceFiles(answering({ stdout: Buffer.from(out) }), logger);
+      const files = new WorkspaceFiles(answering({ stdout: Buffer.from(out) }), logger, limits);
       await expect(files.snapshot('c')).to.be.rejectedWith(GatewayError, /garbage/);
     }
   });
 
   it('turns a failed exec into SANDBOX_EXEC_FAILED and refuses /workspace itself for read, write, delete', async () => {
-    const files = new WorkspaceFiles(() => Promise.reject(new Error('pids limit')), logger);
+    const files = new WorkspaceFiles(() => Promise.reject(new Error('pids limit')), logger, limits);
     await expect(files.list('c', '')).to.be.rejectedWith(GatewayError, /process limit/);
     await expect(files.read('c', '')).to.be.rejectedWith(GatewayError, /is a directory/);
     await expect(files.write('c', '', Buffer.from('x'))).to.be.rejectedWith(GatewayError);
     await expect(files.remove('c', '')).to.be.rejectedWith(GatewayError, /cannot be deleted/);
+  });
+
+  it('refuses a file over the download limit by the size the helper saw, before any byte', async () => {
+    const files = new WorkspaceFiles(
+      answering({ exitCode: 18, stderr: Buffer.from('3221225472') }),
+      logger,
+      limits,
+    );
+    const err = (await expect(files.read('c', 'x')).to.be.rejectedWith(
+      GatewayError,
+    )) as GatewayError;
+    expect(err.code).to.equal('PAYLOAD_TOO_LARGE');
+    expect(err.message).to.match(/3221225472 bytes, the limit is 1000 bytes/);
+    // A size that is not a number is not shown.
+    const liar = new WorkspaceFiles(
+      answering({ exitCode: 18, stderr: Buffer.from('<script>') }),
+      logger,
+      limits,
+    );
+    await expect(liar.read('c', 'x')).to.be.rejectedWith(GatewayError, /\(the limit is 1000/);
+  });
+
+  it('refuses a read whose bytes do not match the size it announced', async () => {
+    for (const out of ['5\nbyt', 'x\nbytes', '3\nbytes']) {
+      const files = new WorkspaceFiles(answering({ stdout: Buffer.from(out) }), logger, limits);
+      await expect(files.read('c', 'x'), out).to.be.rejected;
+    }
+  });
+
+  it('streams a download to the destination opened with the announced size', async () => {
+    const files = new WorkspaceFiles(
+      answering({ stdout: Buffer.from('5\nbytes') }),
+      logger,
+      limits,
+    );
+    const got: Buffer[] = [];
+    let announced = -1;
+    await files.download('c', 'x', (size) => {
+      announced = size;
+      return new Writable({
+        write(chunk: Buffer, _enc, done): void {
+          got.push(chunk);
+          done();
+        },
+      });
+    });
+    expect(announced).to.equal(5);
+    expect(Buffer.concat(got).toString()).to.equal('bytes');
   });
 });
