@@ -4,6 +4,7 @@ import { freemem } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { GatewayConfig } from './config.js';
 import { GatewayError } from './errors.js';
+import { inboundLimits } from './inbound-gate.js';
 import { kernelEnvFrom } from './kernel-env.js';
 import { KernelSession, type KernelSessionOptions } from './kernel-session.js';
 import type { KernelSpecs } from './kernelspecs.js';
@@ -199,11 +200,14 @@ export class KernelRegistry {
         msgsPerSecond: this.config.iopubMsgRateLimit,
         bytesPerSecond: this.config.iopubDataRateLimit,
       },
+      inbound: inboundLimits(this.config),
+      maxClientSessions: this.config.maxClientSessions,
       clients: {
         replayMaxMessages: this.config.replayMaxMessages,
         replayMaxBytes: this.config.replayMaxBytes,
         replayTtlMs: this.config.replayTtlS * 1000,
         pingIntervalMs: this.config.wsPingIntervalS * 1000,
+        wsMaxBufferedBytes: this.config.wsMaxBufferedBytes,
         ...(this.metrics ? { metrics: this.metrics } : {}),
       },
     });
