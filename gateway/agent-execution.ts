@@ -7,11 +7,12 @@
  * reported as it happens.
  */
 import { randomUUID } from 'node:crypto';
-import { createMessage, parseParentHeader, toRaw, type RawMessage } from '../protocol/index.js';
+import { createMessage, toRaw, type RawMessage } from '../protocol/index.js';
 import type { ClientChannels, ClientSink } from './client-channels.js';
 import { GatewayError } from './errors.js';
 import type { KernelSession } from './kernel-session.js';
 import type { Logger } from './logger.js';
+import { parseJsonObject, peekParent } from './parent-peek.js';
 import {
   changedFiles,
   mimeTypeOf,
@@ -124,6 +125,9 @@ function displayIdOf(content: Record<string, unknown>): string | undefined {
   return typeof id === 'string' ? id : undefined;
 }
 
+/** The iopub types whose content becomes an output (and counts against the output limit). */
+const OUTPUT_TYPES = new Set(['stream', 'display_data', 'execute_result', 'error']);
+
 /**
  * Turns an execution's iopub messages into outputs: consecutive stream text of one name merged,
  * `clear_output` and `update_display_data` applied as a notebook would, everything past
@@ -136,6 +140,19 @@ export class OutputCollector {
   #clearOnNext = false;
 
   constructor(private readonly maxBytes: number) {}
+
+  /**
+   * Most content bytes worth parsing: an output's size in characters is at most its JSON's size
+   * in bytes times six (`\u0000` escapes), so bigger content cannot fit and is not parsed.
+   */
+  get maxContentBytes(): number {
+    return this.maxBytes * 6 + 64 * 1024;
+  }
+
+  /** An output too big to parse: dropped and flagged like any output past the limit. */
+  skipOversized(): void {
+    this.truncated = true;
+  }
 
   add(msgType: string, content: Record<string, unknown>): AgentEvent | undefined {
     switch (msgType) {
@@ -400,16 +417,14 @@ export function runCode(kernel: KernelSession, opts: RunOptions): Promise<RunOut
 
     const onMessage = (raw: RawMessage): void => {
       if (finished) return;
-      let parent: ReturnType<typeof parseParentHeader>;
-      let content: Record<string, unknown>;
-      try {
-        parent = parseParentHeader(raw.parentHeader);
-        if (parent.msg_id !== msgId) return;
-        content = obj(JSON.parse(raw.content.toString('utf8')));
-      } catch {
+      // The parent header was bounded by the inbound gate and is parsed once for every watcher.
+      if (peekParent(raw.parentHeader).msg_id !== msgId) return;
+      const type = raw.header.msg_type;
+      if (raw.content.length > collector.maxContentBytes && OUTPUT_TYPES.has(type)) {
+        collector.skipOversized();
         return;
       }
-      const type = raw.header.msg_type;
+      let content = parseJsonObject(raw.content, collector.maxContentBytes);
       if (raw.channel === 'shell') {
         if (type === 'execute_reply') {
           reply = content;

@@ -5,13 +5,8 @@
  * attached. The channels outlive a dropped socket for a while, so a reconnect with the same
  * session_id loses nothing.
  */
-import {
-  decodeZmq,
-  encodeZmq,
-  type Channel,
-  type RawMessage,
-  type Signer,
-} from '../protocol/index.js';
+import { encodeZmq, type Channel, type RawMessage, type Signer } from '../protocol/index.js';
+import { zmqInbound, type InboundGate } from './inbound-gate.js';
 import type { MetricsSink } from './metrics.js';
 import type { ConnectionInfo } from './runtime.js';
 import { ZmqLink } from './zmq-link.js';
@@ -30,6 +25,8 @@ export interface ClientSink {
 /** What the kernel session offers its client channels. */
 export interface ChannelHost {
   readonly signer: Signer | undefined;
+  /** The kernel's inbound gate: every message from the sandbox is decoded (and counted) there. */
+  readonly gate: InboundGate;
   /** A message from the client, before it is signed and sent; false drops it. */
   fromClient(client: ClientChannels, raw: RawMessage): boolean;
   /** A reply from the kernel on the client's own sockets, before delivery. Returns what to deliver. */
@@ -46,6 +43,8 @@ export interface ClientChannelsOptions {
   replayMaxBytes: number;
   replayTtlMs: number;
   pingIntervalMs: number;
+  /** Unsent bytes a WebSocket may hold before its client is dropped as too slow. */
+  wsMaxBufferedBytes: number;
   /** Counts messages and bytes per channel and direction. */
   metrics?: MetricsSink;
 }
@@ -67,6 +66,9 @@ export class ClientChannels {
   #buffer: RawMessage[] = [];
   #bufferBytes = 0;
   #dropped = 0;
+  /** Why the last connection was dropped with its unsent output (told on the next attach). */
+  #gap: string | undefined;
+  #detachedAt = 0;
   #expiry: NodeJS.Timeout | undefined;
   #closed = false;
 
@@ -78,6 +80,19 @@ export class ClientChannels {
 
   get attached(): boolean {
     return this.#sink !== null;
+  }
+
+  /** When the last sink went away (ms since the epoch); 0 while one is attached or never was. */
+  get detachedAt(): number {
+    return this.#detachedAt;
+  }
+
+  /**
+   * The attached sink dropped output it could not deliver (a client that stopped reading): the
+   * next connection of this session is told there is a gap before it gets the replay.
+   */
+  noteGap(reason: string): void {
+    this.#gap = reason;
   }
 
   /** (Re)connects the client's DEALERs to a sandbox; called at creation and after every restart. */
@@ -98,6 +113,7 @@ export class ClientChannels {
             err: String(err),
           });
         },
+        zmqInbound(this.host.gate.limits),
       );
       this.#links.set(ch, link);
     }
@@ -123,6 +139,11 @@ export class ClientChannels {
     clearTimeout(this.#expiry);
     this.#expiry = undefined;
     this.#sink = sink;
+    this.#detachedAt = 0;
+    if (this.#gap !== undefined) {
+      sink.send(this.host.notice(this.#gap));
+      this.#gap = undefined;
+    }
     if (this.#dropped > 0) {
       sink.send(
         this.host.notice(
@@ -141,6 +162,7 @@ export class ClientChannels {
   detach(sink: ClientSink): void {
     if (this.#sink !== sink) return;
     this.#sink = null;
+    this.#detachedAt = Date.now();
     if (this.#closed) return;
     this.#expiry = setTimeout(() => {
       this.close();
@@ -190,17 +212,8 @@ export class ClientChannels {
   #onKernelFrames(channel: RequestChannel, frames: Buffer[]): void {
     const signer = this.host.signer;
     if (!signer) return;
-    let raw: RawMessage;
-    try {
-      raw = decodeZmq(frames, channel, signer).raw;
-    } catch (err) {
-      this.host.log('warn', 'dropped an invalid message from the kernel', {
-        session: this.sessionId,
-        channel,
-        err: String(err),
-      });
-      return;
-    }
+    const raw = this.host.gate.decode(frames, channel, signer);
+    if (!raw) return;
     const out = this.host.fromKernel(this, raw);
     if (out) this.deliver(out);
   }

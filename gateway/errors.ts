@@ -11,6 +11,7 @@ export type GatewayErrorCode =
   | 'SESSION_NOT_FOUND'
   | 'CONTAINER_NOT_FOUND'
   | 'TOO_MANY_KERNELS'
+  | 'TOO_MANY_SESSIONS'
   | 'KERNEL_ID_IN_USE'
   | 'BAD_REQUEST'
   | 'BAD_JSON'
@@ -44,6 +45,7 @@ const STATUS: Record<GatewayErrorCode, { status: number; reason: string }> = {
   CONTAINER_NOT_FOUND: { status: 404, reason: 'Not Found' },
   // Kernel Gateway answers an exceeded kernel limit with 403 "Resource Limit"; clients expect that.
   TOO_MANY_KERNELS: { status: 403, reason: 'Resource Limit' },
+  TOO_MANY_SESSIONS: { status: 403, reason: 'Resource Limit' },
   KERNEL_ID_IN_USE: { status: 409, reason: 'Conflict' },
   BAD_REQUEST: { status: 400, reason: 'Bad Request' },
   BAD_JSON: { status: 400, reason: 'Bad Request' },

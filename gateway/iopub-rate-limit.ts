@@ -1,63 +1,79 @@
 /**
  * IOPub output rate limit (as Jupyter Server's iopub_msg_rate_limit / iopub_data_rate_limit):
- * over a window, output messages beyond a message rate or a byte rate are dropped and the client
- * is told once per burst. The window restarts when the kernel goes idle.
+ * over a window, iopub messages beyond a message rate or a byte rate are dropped and the client is
+ * told once per burst. Every message type counts, since a kernel that signs its own messages can
+ * flood with any of them; only what the caller marks `exempt` (the busy/idle of a request the
+ * gateway has pending, which clients wait for) passes a full window.
+ *
+ * The window restarts when it runs out, or early on a real idle. "Real" cannot mean "signed": the
+ * kernel signs its own forgeries. So the caller resets only on the first idle parented to an
+ * execute_request the gateway actually sent and has not yet seen end, and this class ignores
+ * resets that come sooner than `minResetMs` after the window started: a forged idle buys nothing,
+ * and a real one at most one fresh window per execution.
  */
-
-/** Output messages the limit may drop; status, errors, execute_input and comms always pass. */
-const LIMITED = new Set([
-  'stream',
-  'display_data',
-  'update_display_data',
-  'execute_result',
-  'clear_output',
-]);
 
 export interface RateLimitOptions {
   /** Messages per second (0: no message limit). */
   msgsPerSecond: number;
-  /** Bytes per second of limited messages (0: no byte limit). */
+  /** Bytes per second (0: no byte limit). */
   bytesPerSecond: number;
   windowMs: number;
+  /** An idle reset earlier than this after the window started is ignored (default windowMs/10). */
+  minResetMs?: number;
   now?: () => number;
 }
 
 export type RateVerdict = 'pass' | 'drop' | 'drop-and-notify';
 
 export class IopubRateLimit {
-  #start = 0;
+  #start = Number.NEGATIVE_INFINITY;
   #msgs = 0;
   #bytes = 0;
   #notified = false;
   readonly #now: () => number;
+  readonly #minResetMs: number;
 
   constructor(private readonly opts: RateLimitOptions) {
     this.#now = opts.now ?? Date.now;
+    this.#minResetMs = opts.minResetMs ?? opts.windowMs / 10;
   }
 
   get enabled(): boolean {
     return this.opts.msgsPerSecond > 0 || this.opts.bytesPerSecond > 0;
   }
 
-  /** Decides on one iopub message of `msgType` carrying `bytes` bytes. */
-  check(msgType: string, bytes: number): RateVerdict {
-    if (!this.enabled || !LIMITED.has(msgType)) return 'pass';
+  /**
+   * Decides on one iopub message of `bytes` bytes (all its parts). An `exempt` message is counted
+   * but never dropped.
+   */
+  check(bytes: number, exempt = false): RateVerdict {
+    if (!this.enabled) return 'pass';
     const now = this.#now();
-    if (now - this.#start >= this.opts.windowMs) this.reset(now);
+    if (now - this.#start >= this.opts.windowMs) this.#restart(now);
     this.#msgs++;
     this.#bytes += bytes;
     const seconds = this.opts.windowMs / 1000;
     const over =
       (this.opts.msgsPerSecond > 0 && this.#msgs > this.opts.msgsPerSecond * seconds) ||
       (this.opts.bytesPerSecond > 0 && this.#bytes > this.opts.bytesPerSecond * seconds);
-    if (!over) return 'pass';
+    if (!over || exempt) return 'pass';
     if (this.#notified) return 'drop';
     this.#notified = true;
     return 'drop-and-notify';
   }
 
-  /** Starts a new window (the kernel went idle, or the window ran out). */
-  reset(now = this.#now()): void {
+  /**
+   * The execution the window belongs to ended (a real idle): start a new window, unless the
+   * current one is younger than `minResetMs`. Returns whether it restarted.
+   */
+  idle(): boolean {
+    const now = this.#now();
+    if (now - this.#start < this.#minResetMs) return false;
+    this.#restart(now);
+    return true;
+  }
+
+  #restart(now: number): void {
     this.#start = now;
     this.#msgs = 0;
     this.#bytes = 0;

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { createMessage, decodeZmq, encodeZmq, Signer, toRaw } from '../protocol/index.js';
 import { GatewayError } from './errors.js';
+import { decodeLimits, PROBE_LIMITS, zmqInbound } from './inbound-gate.js';
 import type { Sandbox, SandboxExit } from './runtime.js';
 import { ZmqLink } from './zmq-link.js';
 
@@ -22,7 +23,10 @@ export async function waitForKernel(sandbox: Sandbox, timeoutMs: number): Promis
     session,
     (frames) => {
       try {
-        if (decodeZmq(frames, 'shell', signer).raw.header.msg_type === 'kernel_info_reply')
+        if (
+          decodeZmq(frames, 'shell', signer, undefined, decodeLimits(PROBE_LIMITS)).raw.header
+            .msg_type === 'kernel_info_reply'
+        )
           seen.reply = true;
         wake?.();
       } catch {
@@ -30,6 +34,7 @@ export async function waitForKernel(sandbox: Sandbox, timeoutMs: number): Promis
       }
     },
     () => undefined,
+    zmqInbound(PROBE_LIMITS),
   );
   const iopub = ZmqLink.subscriber(
     sandbox.connection.endpoints.iopub,
@@ -38,6 +43,7 @@ export async function waitForKernel(sandbox: Sandbox, timeoutMs: number): Promis
       wake?.();
     },
     () => undefined,
+    zmqInbound(PROBE_LIMITS),
   );
   const deadline = Date.now() + timeoutMs;
   try {

@@ -6,6 +6,7 @@ import type { GatewayConfig } from './config.js';
 import { DEFAULT_SWEEP_POLICY } from './deadline.js';
 import { GatewayError } from './errors.js';
 import { KernelDeaths, type DeathCause } from './kernel-deaths.js';
+import { inboundLimits } from './inbound-gate.js';
 import { kernelEnvFrom } from './kernel-env.js';
 import { KernelSession, type KernelSessionOptions } from './kernel-session.js';
 import type { KernelSpecs } from './kernelspecs.js';
@@ -223,11 +224,14 @@ export class KernelRegistry {
         msgsPerSecond: this.config.iopubMsgRateLimit,
         bytesPerSecond: this.config.iopubDataRateLimit,
       },
+      inbound: inboundLimits(this.config),
+      maxClientSessions: this.config.maxClientSessions,
       clients: {
         replayMaxMessages: this.config.replayMaxMessages,
         replayMaxBytes: this.config.replayMaxBytes,
         replayTtlMs: this.config.replayTtlS * 1000,
         pingIntervalMs: this.config.wsPingIntervalS * 1000,
+        wsMaxBufferedBytes: this.config.wsMaxBufferedBytes,
         ...(this.metrics ? { metrics: this.metrics } : {}),
       },
     });

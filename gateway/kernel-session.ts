@@ -9,7 +9,6 @@ import { performance } from 'node:perf_hooks';
 import type { WebSocket } from 'ws';
 import {
   createMessage,
-  decodeZmq,
   encodeZmq,
   Signer,
   toRaw,
@@ -36,8 +35,11 @@ import {
 } from './deadline.js';
 import { sweepSandbox } from './sandbox-sweep.js';
 import { GatewayError } from './errors.js';
+import { InboundGate, zmqInbound, type InboundLimits } from './inbound-gate.js';
+import { clip, clipFields, LogRateLimit } from './log-limit.js';
 import type { Logger } from './logger.js';
 import type { MetricsSink } from './metrics.js';
+import { parseJsonObject, peekParent } from './parent-peek.js';
 import type { ConnectionInfo, Sandbox, SandboxExit } from './runtime.js';
 import { ZmqLink } from './zmq-link.js';
 
@@ -72,6 +74,10 @@ export interface KernelSessionOptions {
   startTimeoutMs: number;
   clients: ClientChannelsOptions;
   iopubRate: { msgsPerSecond: number; bytesPerSecond: number };
+  /** Bounds on what the sandbox may send (see InboundGate). */
+  inbound: InboundLimits;
+  /** Client sessions kept; past it the oldest disconnected one is evicted. */
+  maxClientSessions: number;
   timers?: Timers;
   metrics?: MetricsSink;
   /** Told when the sandbox stopped on its own or was killed by the ladder (not at shutdown). */
@@ -98,6 +104,22 @@ const INJECT_ENV_CODE = [
   'del _aido_env',
 ].join('\n');
 
+/**
+ * Requests awaiting a reply. A kernel that never replies must not grow this without bound: past
+ * the cap, new requests are refused with an error reply (their client is not left waiting).
+ */
+const MAX_PENDING = 1024;
+
+/** Largest content the gateway parses for its own decisions (a status, a reply's status). */
+const POLICY_PARSE_MAX = 1024 ** 2;
+
+/** Warnings about one kernel: this many per interval, then one line says how many were left out. */
+const WARNINGS_PER_INTERVAL = 10;
+const WARNING_INTERVAL_MS = 10_000;
+
+/** How long after a kernel's socket dropped the gateway looks whether the sandbox still runs. */
+const DISCONNECT_CHECK_MS = 1000;
+
 interface PendingRequest {
   header: Header;
   channel: Channel;
@@ -107,12 +129,14 @@ interface PendingRequest {
 }
 
 function parseJson(buf: Buffer): Record<string, unknown> {
-  try {
-    const v: unknown = JSON.parse(buf.toString('utf8'));
-    return typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : {};
-  } catch {
-    return {};
-  }
+  return parseJsonObject(buf, POLICY_PARSE_MAX);
+}
+
+function sizeOf(raw: RawMessage): number {
+  let n =
+    raw.headerBytes.length + raw.parentHeader.length + raw.metadata.length + raw.content.length;
+  for (const b of raw.buffers) n += b.length;
+  return n;
 }
 
 function replyTypeOf(requestType: string): string {
@@ -132,12 +156,20 @@ export class KernelSession implements ChannelHost {
   #sandbox: Sandbox | undefined;
   #links: ZmqLink[] = [];
   #gwShell: ZmqLink | undefined;
+  #iopubLink: ZmqLink | undefined;
   #gwControl: ZmqLink | undefined;
   readonly #gwSession = `gateway-${randomUUID()}`;
   #kernelSession = '';
   #generation = 0;
   #clients = new Map<string, ClientChannels>();
   #pending = new Map<string, PendingRequest>();
+  /**
+   * Requests sent to the kernel whose busy/idle has not all come back: msg_id → its msg_type and
+   * how many status messages of it may still pass a full rate-limit window (busy and idle).
+   */
+  #awaitingStatus = new Map<string, { msgType: string; left: number }>();
+  #sandboxExited = false;
+  #abuse: string | undefined;
   #gwWaiters = new Map<string, (raw: RawMessage) => void>();
   #iopubSeen = false;
   #activeExecution: string | undefined;
@@ -153,12 +185,26 @@ export class KernelSession implements ChannelHost {
   readonly #ladder: InterruptLadder;
   readonly #log: Logger;
   readonly #rate: IopubRateLimit;
+  readonly #warnings = new LogRateLimit({
+    perInterval: WARNINGS_PER_INTERVAL,
+    intervalMs: WARNING_INTERVAL_MS,
+  });
+  readonly #gate: InboundGate;
 
   constructor(private readonly opts: KernelSessionOptions) {
     this.id = opts.id;
     this.name = opts.name;
     this.#log = opts.logger.child({ kernel: opts.id });
     this.#rate = new IopubRateLimit({ ...opts.iopubRate, windowMs: 3000 });
+    this.#gate = new InboundGate(opts.inbound, {
+      warn: (fields, msg) => {
+        this.#warn(fields, msg);
+      },
+      ...(opts.metrics ? { metrics: opts.metrics } : {}),
+      onAbuse: (detail) => {
+        void this.#onAbuse(detail);
+      },
+    });
     const timers = opts.timers ?? realTimers;
     this.#deadline = new ExecutionDeadline(opts.execTimeoutMs, timers);
     this.#ladder = new InterruptLadder(
@@ -179,6 +225,11 @@ export class KernelSession implements ChannelHost {
 
   get signer(): Signer | undefined {
     return this.#signer;
+  }
+
+  /** The gate every message from this kernel's sandbox passes (client sockets included). */
+  get gate(): InboundGate {
+    return this.#gate;
   }
 
   /** How to reach the current sandbox directly (benchmarks compare the bridge against it). */
@@ -231,17 +282,18 @@ export class KernelSession implements ChannelHost {
     this.#signer = new Signer(sandbox.connection.key);
     this.#iopubSeen = false;
     this.#killReason = undefined;
+    this.#abuse = undefined;
+    this.#sandboxExited = false;
+    this.#gate.reset();
     const ep = sandbox.connection.endpoints;
     const onErr = (err: unknown): void => {
-      this.#log.warn({ err: String(err) }, 'gateway ZMQ socket failed');
+      this.#warn({ err: String(err) }, 'gateway ZMQ socket failed');
     };
-    const iopub = ZmqLink.subscriber(
-      ep.iopub,
-      (f) => {
-        this.#onIopub(gen, f);
-      },
-      onErr,
-    );
+    const inbound = (channel: Channel) =>
+      zmqInbound(this.opts.inbound, () => {
+        this.#peerDropped(gen, channel);
+      });
+    const iopub = this.#subscribeIopub(gen, ep.iopub);
     this.#gwShell = ZmqLink.dealer(
       ep.shell,
       this.#gwSession,
@@ -249,6 +301,7 @@ export class KernelSession implements ChannelHost {
         this.#onGatewayReply(gen, 'shell', f);
       },
       onErr,
+      inbound('shell'),
     );
     this.#gwControl = ZmqLink.dealer(
       ep.control,
@@ -257,9 +310,11 @@ export class KernelSession implements ChannelHost {
         this.#onGatewayReply(gen, 'control', f);
       },
       onErr,
+      inbound('control'),
     );
     this.#links = [iopub, this.#gwShell, this.#gwControl];
     void sandbox.exited.then((exit) => {
+      if (gen === this.#generation) this.#sandboxExited = true;
       if (gen === this.#generation && !this.#closed) void this.#onSandboxExit(exit);
     });
     try {
@@ -362,15 +417,80 @@ export class KernelSession implements ChannelHost {
   }
 
   #onGatewayReply(gen: number, channel: Channel, frames: Buffer[]): void {
-    if (gen !== this.#generation || !this.#signer) return;
-    try {
-      const { raw } = decodeZmq(frames, channel, this.#signer);
-      this.#noteKernelSession(raw);
-      const parentId = parseJson(raw.parentHeader).msg_id;
-      if (typeof parentId === 'string') this.#gwWaiters.get(parentId)?.(raw);
-    } catch (err) {
-      this.#log.warn({ err: String(err), channel }, 'dropped an invalid message from the kernel');
-    }
+    if (gen !== this.#generation || !this.#signer || this.#abuse !== undefined) return;
+    const raw = this.#gate.decode(frames, channel, this.#signer);
+    if (!raw) return;
+    this.#noteKernelSession(raw);
+    const parentId = peekParent(raw.parentHeader).msg_id;
+    if (parentId !== undefined) this.#gwWaiters.get(parentId)?.(raw);
+  }
+
+  /**
+   * One of the gateway's own sockets lost its kernel peer. libzmq does that when the kernel sends
+   * a frame over the size limit (or a broken frame); it also happens when the kernel exits. A
+   * moment later, a sandbox that still runs committed a violation.
+   */
+  #peerDropped(gen: number, channel: Channel): void {
+    const timer = setTimeout(() => {
+      if (gen !== this.#generation || this.#sandboxExited || this.#closed) return;
+      this.#gate.violation(
+        'PEER_DISCONNECTED',
+        `libzmq dropped the kernel's ${channel} connection: a frame over ${this.opts.inbound.maxMessageBytes} bytes or a broken frame`,
+        { channel },
+      );
+      // libzmq does not always reconnect after a protocol error: subscribe afresh, so one
+      // oversized output does not leave the kernel without output for the rest of its life.
+      const old = this.#iopubLink;
+      if (channel !== 'iopub' || !old || old.closed || this.#abuse !== undefined) return;
+      const endpoint = this.#sandbox?.connection.endpoints.iopub;
+      if (endpoint === undefined) return;
+      old.close();
+      const fresh = this.#subscribeIopub(gen, endpoint);
+      this.#links = this.#links.map((l) => (l === old ? fresh : l));
+    }, DISCONNECT_CHECK_MS);
+    timer.unref();
+  }
+
+  /** The gateway's one iopub subscription to the sandbox (fanned out to every client). */
+  #subscribeIopub(gen: number, endpoint: string): ZmqLink {
+    const link = ZmqLink.subscriber(
+      endpoint,
+      (f) => {
+        this.#onIopub(gen, f);
+      },
+      (err) => {
+        this.#warn({ err: String(err) }, 'gateway ZMQ socket failed');
+      },
+      zmqInbound(this.opts.inbound, () => {
+        this.#peerDropped(gen, 'iopub');
+      }),
+    );
+    this.#iopubLink = link;
+    return link;
+  }
+
+  /** A warning about this kernel: every string field clipped, at most a few per interval. */
+  #warn(fields: Record<string, unknown>, msg: string): void {
+    const suppressed = this.#warnings.take();
+    if (suppressed === undefined) return;
+    if (suppressed > 0)
+      this.#log.warn({ suppressed }, `suppressed ${suppressed} warnings about this kernel`);
+    this.#log.warn(clipFields(fields), msg);
+  }
+
+  /** The kernel broke the protocol too often: it is killed and its clients told, as for any death. */
+  async #onAbuse(detail: string): Promise<void> {
+    if (this.#closed || this.#abuse !== undefined) return;
+    const reason = `protocol abuse: ${clip(detail)}`;
+    this.#abuse = reason;
+    this.#killReason = reason;
+    this.#log.error({ reason }, 'killing the sandbox: protocol abuse');
+    this.opts.metrics?.kill('abuse');
+    // Stop reading from the sandbox now; the exit handler tells the clients.
+    this.#closeLinks();
+    await this.#sandbox?.signal('SIGKILL').catch((err: unknown) => {
+      this.#log.error({ err: String(err) }, 'could not kill an abusive sandbox');
+    });
   }
 
   #noteKernelSession(raw: RawMessage): void {
@@ -381,6 +501,7 @@ export class KernelSession implements ChannelHost {
   #closeLinks(): void {
     for (const l of this.#links) l.close();
     this.#links = [];
+    this.#iopubLink = undefined;
     this.#gwShell = undefined;
     this.#gwControl = undefined;
     for (const c of this.#clients.values()) c.disconnectZmq();
@@ -446,6 +567,7 @@ export class KernelSession implements ChannelHost {
   }
 
   async #kill(reason: string): Promise<void> {
+    if (this.#abuse !== undefined) return;
     this.#killReason = reason;
     this.#log.warn({ reason }, 'killing the sandbox');
     this.opts.metrics?.kill(this.#ladderCause);
@@ -495,6 +617,7 @@ export class KernelSession implements ChannelHost {
   #channelsFor(sessionId: string): ClientChannels {
     let client = this.#clients.get(sessionId);
     if (!client) {
+      this.#makeRoomForClient();
       client = new ClientChannels(this, sessionId, this.opts.clients);
       this.#clients.set(sessionId, client);
       if (this.#sandbox && this.executionState !== 'restarting')
@@ -503,17 +626,59 @@ export class KernelSession implements ChannelHost {
     return client;
   }
 
+  /**
+   * Each client session holds three ZeroMQ sockets for the replay TTL after its socket drops, so
+   * the count is capped: the session disconnected longest ago is evicted; when every session is
+   * attached, the new one is refused.
+   */
+  #makeRoomForClient(): void {
+    if (this.#clients.size < this.opts.maxClientSessions) return;
+    let oldest: ClientChannels | undefined;
+    for (const c of this.#clients.values()) {
+      if (c.attached) continue;
+      if (!oldest || c.detachedAt < oldest.detachedAt) oldest = c;
+    }
+    if (!oldest) {
+      throw new GatewayError(
+        'TOO_MANY_SESSIONS',
+        `kernel ${this.id} already has ${this.#clients.size} connected client sessions (AIDO_MAX_CLIENT_SESSIONS)`,
+      );
+    }
+    this.#log.info(
+      { session: clip(oldest.sessionId) },
+      'evicting the oldest disconnected client session',
+    );
+    this.#forgetClient(oldest);
+    oldest.close(1001, 'client session evicted');
+  }
+
+  /** Drops a client session's pending requests (nobody can read their replies any more). */
+  #forgetClient(client: ClientChannels): void {
+    if (this.#clients.get(client.sessionId) === client) this.#clients.delete(client.sessionId);
+    for (const [id, p] of this.#pending) if (p.client === client) this.#pending.delete(id);
+  }
+
   /** Attaches a WebSocket for `sessionId` (replacing a stale connection with the same id). */
   attach(ws: WebSocket, sessionId: string, protocol: WireProtocol): void {
-    const client = this.#channelsFor(sessionId);
+    let client: ClientChannels;
+    try {
+      client = this.#channelsFor(sessionId);
+    } catch (err) {
+      const message = err instanceof GatewayError ? err.message : 'cannot attach';
+      this.#log.info({ session: clip(sessionId) }, message);
+      // 1013: try again later (a session frees up when its client disconnects and expires).
+      ws.close(1013, message.slice(0, 120));
+      return;
+    }
     const sink = new WsSink(
       ws,
       protocol,
       client,
       (level, msg, extra = {}) => {
-        this.#log[level]({ session: sessionId, ...extra }, msg);
+        this.log(level, msg, { session: sessionId, ...extra });
       },
       this.opts.clients.pingIntervalMs,
+      this.opts.clients.wsMaxBufferedBytes,
       this.opts.metrics,
     );
     this.attachSink(client, sink);
@@ -532,11 +697,12 @@ export class KernelSession implements ChannelHost {
   }
 
   expired(client: ClientChannels): void {
-    if (this.#clients.get(client.sessionId) === client) this.#clients.delete(client.sessionId);
+    this.#forgetClient(client);
   }
 
   log(level: 'debug' | 'info' | 'warn', msg: string, extra: Record<string, unknown> = {}): void {
-    this.#log[level](extra, msg);
+    if (level === 'warn') this.#warn(extra, msg);
+    else this.#log[level](clipFields(extra), msg);
   }
 
   notice(text: string): RawMessage {
@@ -555,8 +721,31 @@ export class KernelSession implements ChannelHost {
       return false;
     }
     const type = raw.header.msg_type;
+    // A kernel echoes a request's header as the parent_header of everything it answers; a header
+    // over the kernel limit would make an honest kernel's replies look like abuse.
+    if (raw.headerBytes.length > this.opts.inbound.maxHeaderBytes) {
+      this.#replyError(
+        client,
+        raw.header,
+        raw.channel,
+        'RequestTooLarge',
+        `The request header has ${raw.headerBytes.length} bytes, over the limit of ${this.opts.inbound.maxHeaderBytes} (AIDO_KERNEL_MAX_HEADER).`,
+      );
+      return false;
+    }
     if (!UNTRACKED.has(type)) this.lastActivity = new Date();
     if (type.endsWith('_request') && raw.channel !== 'stdin') {
+      if (this.#pending.size >= MAX_PENDING) {
+        this.#replyError(
+          client,
+          raw.header,
+          raw.channel,
+          'TooManyPendingRequests',
+          `The kernel has ${this.#pending.size} requests without a reply; request dropped.`,
+        );
+        return false;
+      }
+      this.#awaitStatus(raw.header.msg_id, type);
       this.#pending.set(raw.header.msg_id, {
         header: raw.header,
         channel: raw.channel,
@@ -573,12 +762,13 @@ export class KernelSession implements ChannelHost {
   }
 
   fromKernel(_client: ClientChannels, raw: RawMessage): RawMessage | undefined {
+    if (this.#abuse !== undefined) return undefined;
     this.#noteKernelSession(raw);
     // Only replies settle anything: peek at the parent header of those alone.
     const type = raw.header.msg_type;
     if (!type.endsWith('_reply')) return raw;
-    const parentId = parseJson(raw.parentHeader).msg_id;
-    if (typeof parentId !== 'string') return raw;
+    const parentId = peekParent(raw.parentHeader).msg_id;
+    if (parentId === undefined) return raw;
     const pending = this.#pending.get(parentId);
     this.#pending.delete(parentId);
     if (type !== 'execute_reply') return raw;
@@ -640,21 +830,18 @@ export class KernelSession implements ChannelHost {
   // ---- kernel → clients -------------------------------------------------------------------
 
   #onIopub(gen: number, frames: Buffer[]): void {
-    if (gen !== this.#generation || !this.#signer) return;
-    let raw: RawMessage;
-    try {
-      raw = decodeZmq(frames, 'iopub', this.#signer).raw;
-    } catch (err) {
-      this.#log.warn({ err: String(err) }, 'dropped an invalid iopub message');
-      return;
-    }
+    if (gen !== this.#generation || !this.#signer || this.#abuse !== undefined) return;
+    const decoded = this.#gate.decode(frames, 'iopub', this.#signer);
+    if (!decoded) return;
+    let raw = decoded;
     this.#iopubSeen = true;
     this.#noteKernelSession(raw);
     const type = raw.header.msg_type;
-    const parent = parseJson(raw.parentHeader);
-    const parentId = typeof parent.msg_id === 'string' ? parent.msg_id : undefined;
-    const parentType = typeof parent.msg_type === 'string' ? parent.msg_type : undefined;
-    const parentSession = typeof parent.session === 'string' ? parent.session : undefined;
+    const {
+      msg_id: parentId,
+      msg_type: parentType,
+      session: parentSession,
+    } = peekParent(raw.parentHeader);
 
     const tracked = parentType === undefined || !UNTRACKED.has(parentType);
     const state = type === 'status' ? parseJson(raw.content).execution_state : undefined;
@@ -687,9 +874,8 @@ export class KernelSession implements ChannelHost {
       raw = this.#asTimeoutError(raw);
     // The gateway's own probes stay between the gateway and the kernel.
     if (parentSession === this.#gwSession) return;
-    if (state === 'idle' && tracked) this.#rate.reset();
     const verdict = this.#rate.enabled
-      ? this.#rate.check(type, raw.content.length + raw.buffers.reduce((n, b) => n + b.length, 0))
+      ? this.#rate.check(sizeOf(raw), this.#statusExempt(type, state, parentId))
       : 'pass';
     if (verdict !== 'pass') {
       if (verdict === 'drop-and-notify') {
@@ -708,6 +894,36 @@ export class KernelSession implements ChannelHost {
     }
   }
 
+  /** Remembers a request sent to the kernel, whose busy and idle may pass a full rate window. */
+  #awaitStatus(msgId: string, msgType: string): void {
+    // Bounded like the pending table; the oldest entries are the ones whose idle never came.
+    while (this.#awaitingStatus.size >= MAX_PENDING) {
+      const oldest = this.#awaitingStatus.keys().next().value;
+      if (oldest === undefined) break;
+      this.#awaitingStatus.delete(oldest);
+    }
+    this.#awaitingStatus.set(msgId, { msgType, left: 2 });
+  }
+
+  /**
+   * Whether a status message is the busy or idle of a request the gateway sent (so it passes even
+   * a full rate window: clients wait for it). The first idle of an execution also starts a fresh
+   * window. A status the kernel made up, or repeats, is counted and dropped like any output.
+   */
+  #statusExempt(type: string, state: unknown, parentId: string | undefined): boolean {
+    if (type !== 'status' || parentId === undefined) return false;
+    const awaiting = this.#awaitingStatus.get(parentId);
+    if (!awaiting || awaiting.left <= 0) return false;
+    if (state === 'idle') {
+      this.#awaitingStatus.delete(parentId);
+      if (awaiting.msgType === 'execute_request') this.#rate.idle();
+      return true;
+    }
+    if (state !== 'busy') return false;
+    awaiting.left--;
+    return true;
+  }
+
   #executionStarted(msgId: string): void {
     this.#activeExecution = msgId;
     this.#executionsStarted++;
@@ -724,14 +940,14 @@ export class KernelSession implements ChannelHost {
 
   async #onDeadline(msgId: string): Promise<void> {
     this.#log.warn(
-      { msg_id: msgId, limit_ms: this.opts.execTimeoutMs },
+      { msg_id: clip(msgId), limit_ms: this.opts.execTimeoutMs },
       'execution deadline reached: interrupting',
     );
     this.opts.metrics?.executionTimeout();
     this.#timedOut.add(msgId);
     if (!this.#ladder.running) this.#ladderCause = 'deadline';
     const outcome = await this.#ladder.run();
-    this.#log.warn({ msg_id: msgId, outcome }, 'execution deadline handled');
+    this.#log.warn({ msg_id: clip(msgId), outcome }, 'execution deadline handled');
     if (outcome === 'interrupted' && this.opts.deadlineSweep)
       await this.#sweep(this.opts.deadlineSweep);
   }
@@ -763,7 +979,8 @@ export class KernelSession implements ChannelHost {
   }
 
   async #onSandboxExit(exit: SandboxExit): Promise<void> {
-    const killedByWatchdog = this.#killReason !== undefined;
+    // An abusive kernel is killed for good (a restart would hand it a fresh sandbox to abuse).
+    const killedByWatchdog = this.#killReason !== undefined && this.#abuse === undefined;
     const reason =
       this.#killReason ??
       (exit.oomKilled
@@ -877,6 +1094,7 @@ export class KernelSession implements ChannelHost {
   #settleAllPending(ename: string, evalue: string): void {
     const pending = [...this.#pending.values()];
     this.#pending.clear();
+    this.#awaitingStatus.clear();
     this.#timedOut.clear();
     for (const p of pending) {
       this.#replyError(p.client, p.header, p.channel, ename, evalue);

@@ -34,7 +34,20 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
   return destination ? pino(options, destination) : pino(options);
 }
 
-/** Removes `token=` values from a URL before it is logged. */
+/**
+ * Removes `token` values from a URL before it is logged. The parameter name is compared after
+ * percent-decoding, as the query parser reads it: `?%74oken=` is a token too.
+ */
 export function redactUrl(url: string): string {
-  return url.replace(/([?&]token=)[^&]*/g, '$1[redacted]');
+  return url.replace(/([?&])([^=&#]*)=([^&#]*)/g, (whole, sep: string, name: string) =>
+    decodedName(name) === 'token' ? `${sep}${name}=[redacted]` : whole,
+  );
+}
+
+function decodedName(name: string): string {
+  try {
+    return decodeURIComponent(name.replace(/\+/g, ' '));
+  } catch {
+    return name;
+  }
 }

@@ -10,7 +10,7 @@ import type { Channel } from '../protocol/index.js';
 /** Where a kernel's first sandbox came from. */
 export type StartSource = 'pool' | 'cold' | 'adopted';
 /** Why the gateway killed a sandbox. */
-export type KillCause = 'deadline' | 'interrupt' | 'panic';
+export type KillCause = 'deadline' | 'interrupt' | 'panic' | 'abuse';
 /** Who asked for an interrupt: the execution deadline, or a client (REST or control channel). */
 export type InterruptCause = 'deadline' | 'request';
 /** Which way a message crossed the bridge. */
@@ -30,6 +30,10 @@ export interface MetricsSink {
   websocketClosed(): void;
   /** One message through the bridge; `bytes` counts its parts (frames' framing excluded). */
   message(channel: Channel, direction: Direction, bytes: number): void;
+  /** A kernel sent something the inbound gate refused (`code`: a ProtocolError code). */
+  protocolViolation(code: string): void;
+  /** A client was dropped because it did not read (its send buffer passed the cap). */
+  slowClientDropped(): void;
 }
 
 /** What the gauges read at scrape time. */
@@ -64,6 +68,8 @@ export class GatewayMetrics implements MetricsSink {
   readonly #culled: Counter;
   readonly #wsOpen: Gauge;
   readonly #wsConnects: Counter;
+  readonly #violations: Counter<'code'>;
+  readonly #slowClients: Counter;
 
   constructor() {
     const registers = [this.registry];
@@ -134,7 +140,7 @@ export class GatewayMetrics implements MetricsSink {
     });
     this.#kills = new Counter({
       name: 'aido_kernel_kills_total',
-      help: 'Sandboxes killed by the gateway, by cause (deadline, interrupt, panic)',
+      help: 'Sandboxes killed by the gateway, by cause (deadline, interrupt, panic, abuse)',
       labelNames: ['cause'],
       registers,
     });
@@ -158,6 +164,17 @@ export class GatewayMetrics implements MetricsSink {
       help: 'Channels WebSockets opened',
       registers,
     });
+    this.#violations = new Counter({
+      name: 'aido_kernel_protocol_violations_total',
+      help: 'Messages from kernels refused by the inbound gate (size limits, framing, signature), by code',
+      labelNames: ['code'],
+      registers,
+    });
+    this.#slowClients = new Counter({
+      name: 'aido_websocket_slow_client_drops_total',
+      help: 'Channels WebSockets dropped because their unsent data passed AIDO_WS_MAX_BUFFERED',
+      registers,
+    });
     // Every label value a query may rate() on is present from the start, at 0.
     for (const source of ['pool', 'cold', 'adopted'] as const) {
       for (const outcome of ['ok', 'error'] as const) this.#starts.inc({ source, outcome }, 0);
@@ -165,7 +182,8 @@ export class GatewayMetrics implements MetricsSink {
     }
     for (const status of ['ok', 'error', 'aborted'] as const) this.#executions.inc({ status }, 0);
     for (const cause of ['deadline', 'request'] as const) this.#interrupts.inc({ cause }, 0);
-    for (const cause of ['deadline', 'interrupt', 'panic'] as const) this.#kills.inc({ cause }, 0);
+    for (const cause of ['deadline', 'interrupt', 'panic', 'abuse'] as const)
+      this.#kills.inc({ cause }, 0);
     const copy = (from: Float64Array) =>
       function (this: Counter<'channel' | 'direction'>): void {
         this.reset();
@@ -250,5 +268,13 @@ export class GatewayMetrics implements MetricsSink {
     const i = CHANNEL_INDEX[channel] * DIRECTIONS.length + (direction === 'to_kernel' ? 0 : 1);
     this.#msgs[i] = (this.#msgs[i] ?? 0) + 1;
     this.#bytes[i] = (this.#bytes[i] ?? 0) + bytes;
+  }
+
+  protocolViolation(code: string): void {
+    this.#violations.inc({ code });
+  }
+
+  slowClientDropped(): void {
+    this.#slowClients.inc();
   }
 }

@@ -108,6 +108,34 @@ export class SecurityService {
       await this.d.sessions.delete(sid).catch(() => undefined);
   }
 
+  /** The inbound gate's limits and every kernel that broke them (killed ones included). */
+  #inbound(): Record<string, unknown> {
+    const { config } = this.d;
+    const offenders = [];
+    for (const k of this.d.kernels.list()) {
+      const r = k.gate.report();
+      if (r.violations_total === 0) continue;
+      offenders.push({
+        kernel_id: k.id,
+        execution_state: k.executionState,
+        reason: k.reason ?? null,
+        ...r,
+      });
+    }
+    return {
+      max_message_bytes: config.zmqMaxMessageSize,
+      receive_hwm: config.zmqReceiveHwm,
+      max_frames: config.kernelMaxFrames,
+      max_header_bytes: config.kernelMaxHeaderBytes,
+      max_metadata_bytes: config.kernelMaxMetadataBytes,
+      abuse_limit: config.kernelAbuseLimit,
+      iopub_msg_rate_limit: config.iopubMsgRateLimit,
+      iopub_data_rate_limit: config.iopubDataRateLimit,
+      ws_max_buffered_bytes: config.wsMaxBufferedBytes,
+      kernels_with_violations: offenders,
+    };
+  }
+
   async health(): Promise<Record<string, unknown>> {
     const { config, policy } = this.d;
     const reachable = await this.d.runtime.ping();
@@ -188,6 +216,7 @@ export class SecurityService {
         max: config.maxKernels,
         sandboxes_running: running.length,
       },
+      inbound: this.#inbound(),
       pool: {
         size: config.poolSize,
         ready: this.d.kernels.pool.ready,

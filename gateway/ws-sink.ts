@@ -1,7 +1,8 @@
 /**
  * A channels WebSocket as a client sink: the framing (legacy or v1), keepalive pings, and the
  * decoding of client frames. A malformed frame closes this connection with 1007; nothing else is
- * affected.
+ * affected. A client that stops reading is dropped once its unsent data passes a cap (close 1008),
+ * rather than letting the gateway's memory grow with the kernel's output.
  */
 import type { WebSocket } from 'ws';
 import {
@@ -16,12 +17,19 @@ import {
 import type { ClientChannels, ClientSink } from './client-channels.js';
 import type { MetricsSink } from './metrics.js';
 
+/** Close code for a client dropped because it did not read (policy violation). */
+export const SLOW_CLIENT_CLOSE_CODE = 1008;
+
+/** How long a dropped client's close frame may wait behind its unsent data before the socket is cut. */
+const SLOW_CLIENT_GRACE_MS = 1000;
+
 /** The two WebSocket framings. */
 export type WireProtocol = 'v1' | 'legacy';
 
 export class WsSink implements ClientSink {
   #ping: NodeJS.Timeout | undefined;
   #alive = true;
+  #dropped = false;
 
   constructor(
     private readonly ws: WebSocket,
@@ -33,7 +41,8 @@ export class WsSink implements ClientSink {
       extra?: Record<string, unknown>,
     ) => void,
     pingIntervalMs: number,
-    metrics?: MetricsSink,
+    private readonly maxBufferedBytes: number,
+    private readonly metrics?: MetricsSink,
   ) {
     metrics?.websocketOpened();
     ws.on('message', (data: Buffer | Buffer[] | ArrayBuffer, isBinary: boolean) => {
@@ -67,6 +76,11 @@ export class WsSink implements ClientSink {
   send(raw: RawMessage): void {
     const ws = this.ws;
     if (ws.readyState !== ws.OPEN) return;
+    // Checked before each send, so the backlog is bounded by the cap plus one message.
+    if (ws.bufferedAmount > this.maxBufferedBytes) {
+      this.#dropSlowClient(ws.bufferedAmount);
+      return;
+    }
     if (this.protocol === 'v1') {
       ws.send(encodeV1(raw), { binary: true });
       return;
@@ -84,6 +98,31 @@ export class WsSink implements ClientSink {
       return;
     }
     ws.send(frame.data, { binary: frame.binary });
+  }
+
+  /**
+   * The client did not read: its connection is closed, and cut after a short grace (its close
+   * frame waits behind data it does not read). Its session learns of the gap, so a reconnect with
+   * the same session_id is told output is missing before it gets what was buffered since.
+   */
+  #dropSlowClient(buffered: number): void {
+    if (this.#dropped) return;
+    this.#dropped = true;
+    this.metrics?.slowClientDropped();
+    this.log('warn', 'dropping a client that does not read its messages', {
+      session: this.channels.sessionId,
+      buffered_bytes: buffered,
+      limit_bytes: this.maxBufferedBytes,
+    });
+    this.channels.noteGap(
+      `The previous connection of this session was dropped because it did not read its messages ` +
+        `(over ${this.maxBufferedBytes} bytes unsent, AIDO_WS_MAX_BUFFERED): output sent before ` +
+        `the drop may be missing.`,
+    );
+    this.ws.close(SLOW_CLIENT_CLOSE_CODE, 'client too slow: send buffer over the limit');
+    setTimeout(() => {
+      this.ws.terminate();
+    }, SLOW_CLIENT_GRACE_MS).unref();
   }
 
   close(code: number, reason: string): void {

@@ -6,6 +6,23 @@ import * as zmq from 'zeromq';
 
 export type ZmqSocket = zmq.Dealer | zmq.Subscriber;
 
+/**
+ * Inbound bounds set on every socket that reads from a sandbox. libzmq enforces both before a
+ * message reaches JavaScript: a frame over `maxMessageSize` makes it drop the connection to the
+ * peer (the socket reconnects), and at most `receiveHighWaterMark` messages wait per peer.
+ */
+export interface ZmqInbound {
+  /** Largest frame accepted, in bytes. */
+  maxMessageSize: number;
+  /** Most messages queued per peer before libzmq stops reading (or drops, for SUB). */
+  receiveHighWaterMark: number;
+  /**
+   * Called when the peer connection drops while the link is open: a kernel that sent a frame over
+   * the size limit, or one that closed its socket (it is exiting). Monitored only when given.
+   */
+  onDisconnect?: () => void;
+}
+
 /** Frames queued beyond this are dropped (the peer is not reading: a dead or wedged kernel). */
 const MAX_QUEUED = 10_000;
 
@@ -18,7 +35,14 @@ export class ZmqLink {
     private readonly socket: ZmqSocket,
     onMessage: (frames: Buffer[]) => void,
     onError: (err: unknown) => void,
+    inbound?: ZmqInbound,
   ) {
+    const onDisconnect = inbound?.onDisconnect;
+    if (onDisconnect) {
+      socket.events.on('disconnect', () => {
+        if (!this.#closed) onDisconnect();
+      });
+    }
     void (async () => {
       try {
         for await (const frames of socket) {
@@ -37,10 +61,17 @@ export class ZmqLink {
     identity: string,
     onMessage: (frames: Buffer[]) => void,
     onError: (err: unknown) => void,
+    inbound: ZmqInbound,
   ): ZmqLink {
-    const sock = new zmq.Dealer({ routingId: identity, linger: 0, sendTimeout: 5000 });
+    const sock = new zmq.Dealer({
+      routingId: identity,
+      linger: 0,
+      sendTimeout: 5000,
+      maxMessageSize: inbound.maxMessageSize,
+      receiveHighWaterMark: inbound.receiveHighWaterMark,
+    });
     sock.connect(endpoint);
-    return new ZmqLink(sock, onMessage, onError);
+    return new ZmqLink(sock, onMessage, onError, inbound);
   }
 
   /** A SUB subscribed to every topic, connected to `endpoint`. */
@@ -48,11 +79,16 @@ export class ZmqLink {
     endpoint: string,
     onMessage: (frames: Buffer[]) => void,
     onError: (err: unknown) => void,
+    inbound: ZmqInbound,
   ): ZmqLink {
-    const sock = new zmq.Subscriber({ linger: 0 });
+    const sock = new zmq.Subscriber({
+      linger: 0,
+      maxMessageSize: inbound.maxMessageSize,
+      receiveHighWaterMark: inbound.receiveHighWaterMark,
+    });
     sock.subscribe();
     sock.connect(endpoint);
-    return new ZmqLink(sock, onMessage, onError);
+    return new ZmqLink(sock, onMessage, onError, inbound);
   }
 
   get closed(): boolean {
@@ -88,6 +124,7 @@ export class ZmqLink {
     if (this.#closed) return;
     this.#closed = true;
     this.#queue = [];
+    // The monitor (when there is one) ends with the socket.
     this.socket.close();
   }
 }

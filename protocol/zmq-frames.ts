@@ -71,7 +71,9 @@ export function encodeZmq(
 }
 
 /**
- * Limits applied by {@link decodeZmq}.
+ * Limits applied by {@link decodeZmq}, all checked on byte lengths before the signature is
+ * verified and before any part is parsed, so an oversized message costs neither an HMAC over its
+ * bytes nor a JSON parse.
  *
  * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#the-wire-protocol
  */
@@ -80,6 +82,12 @@ export interface ZmqLimits {
   maxFrames?: number;
   /** Most bytes accepted across all frames. */
   maxBytes?: number;
+  /** Most routing identities before the delimiter (a DEALER or SUB peer sends at most one). */
+  maxIdentities?: number;
+  /** Most bytes of the header part, and of the parent_header part (which echoes a header). */
+  maxHeaderBytes?: number;
+  /** Most bytes of the metadata part. */
+  maxMetadataBytes?: number;
 }
 
 /**
@@ -96,14 +104,16 @@ export interface DecodedZmq {
 /**
  * Splits, authenticates and decodes the frames of one message received on a ZMQ socket.
  *
- * Checks, in order: limits, the delimiter, at least five frames after it, the signature (when the
- * signer has a key: present, then correct, then not seen before by `guard`), and the header.
+ * Checks, in order: frame count and total size, the delimiter (among the first
+ * `maxIdentities + 1` frames), at least five frames after it, the sizes of header, parent_header
+ * and metadata, the signature (when the signer has a key: present, then correct, then not seen
+ * before by `guard`), and the header. Only the header is parsed.
  *
  * @param frames - the multipart message as received.
  * @param channel - the channel of the socket it arrived on.
  * @param signer - the kernel's key.
  * @param guard - remembers signatures to refuse replays; omit to skip that check.
- * @param limits - optional bounds on frame count and total size.
+ * @param limits - bounds on frame count, total size, identities and the size of each JSON part.
  * @throws {@link ProtocolError} `FRAME_TOO_LARGE`, `MISSING_DELIMITER`, `MALFORMED_FRAME`,
  *   `UNSIGNED`, `BAD_SIGNATURE`, `REPLAYED`, `BAD_JSON` or `BAD_HEADER`.
  * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#the-wire-protocol
@@ -132,8 +142,24 @@ export function decodeZmq(
     }
   }
 
-  const d = frames.findIndex((f) => f.equals(DELIMITER_CHECK));
-  if (d < 0) throw new ProtocolError('MISSING_DELIMITER', 'no <IDS|MSG> delimiter frame');
+  const maxIds = limits.maxIdentities ?? frames.length;
+  let d = -1;
+  // Only the first maxIdentities + 1 frames can be the delimiter: a message of many identity-like
+  // frames is refused without comparing every one of them.
+  for (let i = 0; i < frames.length && i <= maxIds; i++) {
+    if (frames[i]?.equals(DELIMITER_CHECK)) {
+      d = i;
+      break;
+    }
+  }
+  if (d < 0) {
+    throw new ProtocolError(
+      'MISSING_DELIMITER',
+      frames.length > maxIds + 1
+        ? `no <IDS|MSG> delimiter frame within the first ${maxIds + 1} frames`
+        : 'no <IDS|MSG> delimiter frame',
+    );
+  }
   if (frames.length - d - 1 < MIN_PARTS_AFTER_DELIMITER) {
     throw new ProtocolError(
       'MALFORMED_FRAME',
@@ -145,6 +171,10 @@ export function decodeZmq(
   const parentHeader = frameAt(frames, d + 3);
   const metadata = frameAt(frames, d + 4);
   const content = frameAt(frames, d + 5);
+
+  checkPartSize('header', headerBytes, limits.maxHeaderBytes);
+  checkPartSize('parent_header', parentHeader, limits.maxHeaderBytes);
+  checkPartSize('metadata', metadata, limits.maxMetadataBytes);
 
   if (signer.enabled) {
     if (signature.length === 0) throw new ProtocolError('UNSIGNED', 'message is not signed');
@@ -175,4 +205,13 @@ function frameAt(frames: readonly Buffer[], i: number): Buffer {
   const f = frames[i];
   if (f === undefined) throw new ProtocolError('MALFORMED_FRAME', `missing frame ${i}`);
   return f;
+}
+
+function checkPartSize(name: string, part: Buffer, max: number | undefined): void {
+  if (max !== undefined && part.length > max) {
+    throw new ProtocolError(
+      'FRAME_TOO_LARGE',
+      `${name} has ${part.length} bytes, over the limit of ${max}`,
+    );
+  }
 }

@@ -231,6 +231,74 @@ describe('protocol/zmq-frames', () => {
         decodeZmq(goldenFrames(), 'shell', signer, undefined, { maxBytes: total }),
       ).to.not.throw();
     });
+
+    it('a header, parent_header or metadata over its limit: FRAME_TOO_LARGE, exact bound passes', () => {
+      const limits = {
+        maxHeaderBytes: Math.max(HEADER.length, PARENT.length),
+        maxMetadataBytes: METADATA.length,
+      };
+      expect(() => decodeZmq(goldenFrames(), 'shell', signer, undefined, limits)).to.not.throw();
+      const parts: [string, string, string, string] = [
+        HEADER.toString(),
+        PARENT.toString(),
+        METADATA.toString(),
+        CONTENT.toString(),
+      ];
+      const pad = (json: string, n: number): string =>
+        `${json.slice(0, -1)},"pad":"${'x'.repeat(n)}"}`;
+      for (const [i, what] of [
+        [0, 'header'],
+        [1, 'parent_header'],
+        [2, 'metadata'],
+      ] as const) {
+        const big = [...parts] as [string, string, string, string];
+        big[i] = pad(parts[i] === '{}' ? '{"a":1}' : parts[i], 70_000);
+        expect(() =>
+          decodeZmq(signedFrames(big), 'shell', signer, undefined, {
+            maxHeaderBytes: 65_536,
+            maxMetadataBytes: 65_536,
+          }),
+        )
+          .to.throw(ProtocolError)
+          .with.property('message')
+          .that.contains(what);
+      }
+    });
+
+    it('checks sizes before the HMAC: an oversized message costs no signature check', () => {
+      let verified = 0;
+      const counting = new Signer(GOLDEN_KEY);
+      const verify = counting.verify.bind(counting);
+      counting.verify = (parts, signature) => {
+        verified++;
+        return verify(parts, signature);
+      };
+      const huge = Buffer.alloc(8 * 1024 ** 2, 0x20);
+      const frames = goldenFrames();
+      frames[4] = huge; // parent_header: 8 MiB of spaces, badly signed
+      expectCode(
+        () => decodeZmq(frames, 'iopub', counting, undefined, { maxHeaderBytes: 65_536 }),
+        'FRAME_TOO_LARGE',
+      );
+      expectCode(
+        () => decodeZmq(frames, 'iopub', counting, undefined, { maxBytes: 1024 ** 2 }),
+        'FRAME_TOO_LARGE',
+      );
+      expect(verified).to.equal(0);
+      decodeZmq(goldenFrames(), 'iopub', counting, undefined, { maxHeaderBytes: 65_536 });
+      expect(verified, 'a message within the limits is verified').to.equal(1);
+    });
+
+    it('more identities than allowed before the delimiter: MISSING_DELIMITER', () => {
+      const frames = [Buffer.from('a'), Buffer.from('b'), ...goldenFrames().slice(1)];
+      expect(() =>
+        decodeZmq(frames, 'iopub', signer, undefined, { maxIdentities: 2 }),
+      ).to.not.throw();
+      expectCode(
+        () => decodeZmq(frames, 'iopub', signer, undefined, { maxIdentities: 1 }),
+        'MISSING_DELIMITER',
+      );
+    });
   });
 
   describe('with an empty key (no authentication, as jupyter_client)', () => {

@@ -1,0 +1,56 @@
+/**
+ * The routing fields of a kernel message's parent header, parsed at most once per message however
+ * many parts of the gateway ask (the kernel session, each agent execution watching iopub), and only
+ * up to a size: the inbound gate has already refused a parent_header over AIDO_KERNEL_MAX_HEADER,
+ * and this module refuses to parse anything bigger than that cap on its own account too.
+ */
+
+/** The parent header fields the gateway routes on; absent when missing or not strings. */
+export interface ParentPeek {
+  msg_id?: string;
+  msg_type?: string;
+  session?: string;
+}
+
+/** Largest parent header this module parses (the default header limit is 64 KiB). */
+export const PEEK_MAX_BYTES = 1024 ** 2;
+
+// Keyed by the part's Buffer, which every client of the kernel shares (iopub is fanned out).
+const cache = new WeakMap<Buffer, ParentPeek>();
+
+/** The routing fields of `parentHeader`; `{}` when it is empty, too big, or not a JSON object. */
+export function peekParent(parentHeader: Buffer): ParentPeek {
+  let peek = cache.get(parentHeader);
+  if (peek === undefined) {
+    peek = parse(parentHeader);
+    cache.set(parentHeader, peek);
+  }
+  return peek;
+}
+
+function parse(bytes: Buffer): ParentPeek {
+  if (bytes.length > PEEK_MAX_BYTES || bytes.length < 2) return {};
+  const value = parseJsonObject(bytes, PEEK_MAX_BYTES);
+  const peek: ParentPeek = {};
+  for (const field of ['msg_id', 'msg_type', 'session'] as const) {
+    const v = value[field];
+    if (typeof v === 'string') peek[field] = v;
+  }
+  return peek;
+}
+
+/**
+ * Parses a JSON object that policy needs (a status, a reply's status) only when it is at most
+ * `maxBytes`; anything else, or anything that is not an object, is `{}`.
+ */
+export function parseJsonObject(bytes: Buffer, maxBytes: number): Record<string, unknown> {
+  if (bytes.length > maxBytes) return {};
+  try {
+    const v: unknown = JSON.parse(bytes.toString('utf8'));
+    return typeof v === 'object' && v !== null && !Array.isArray(v)
+      ? (v as Record<string, unknown>)
+      : {};
+  } catch {
+    return {};
+  }
+}
