@@ -45,19 +45,23 @@ export function renderManifestFile(file: ManifestFile): string {
 
 /**
  * The input the parity table is built for: the default policy with the optional controls shown
- * on (AppArmor on the host, gVisor as the runtime), and the Docker backend's labels.
+ * on (AppArmor on the host, gVisor as the runtime), and the Docker backend's labels. The
+ * connection file is a placeholder (the table names it rather than showing it).
  */
 export function parityExampleInput(): SandboxSpecInput {
   return {
     policy: { ...DEFAULT_POLICY, runtime: 'runsc' },
     image: KERNEL_IMAGE,
     kernelId: EXAMPLE_KERNEL.kernelId,
-    kernelDir: '/var/lib/aido-kgw/k/a1b2c3d4e5f6',
+    uid: DEFAULT_POLICY.uidRange.first,
+    kernelVolume: 'aido-kd-a1b2c3d4e5f6',
+    connectionFile: JSON.stringify({ transport: 'ipc', key: 'EXAMPLE-ONLY' }),
     labels: {
       'org.aido.kernel-gateway': '1',
       'org.aido.kernel-gateway.state-dir': '/var/lib/aido-kgw',
+      'org.aido.kernel-gateway.instance': '0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0',
       'org.aido.kernel-gateway.kernel-id': EXAMPLE_KERNEL.kernelId,
-      'org.aido.kernel-gateway.kernel-dir': '/var/lib/aido-kgw/k/a1b2c3d4e5f6',
+      'org.aido.kernel-gateway.kernel-volume': 'aido-kd-a1b2c3d4e5f6',
     },
     env: { KERNEL_ID: EXAMPLE_KERNEL.kernelId },
     name: EXAMPLE_KERNEL.name,

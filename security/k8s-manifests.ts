@@ -33,9 +33,15 @@ import {
   SECCOMP_LOCALHOST_PROFILE,
   buildConnectionSecret,
   buildKernelPod,
+  bytesQuantity,
   tcpConnectionFile,
 } from './pod-spec.js';
-import { DEFAULT_POLICY, type SandboxLimits } from './policy.js';
+import {
+  DEFAULT_POLICY,
+  KERNEL_LOG_MAX_FILES,
+  KERNEL_LOG_MAX_SIZE_BYTES,
+  type SandboxLimits,
+} from './policy.js';
 
 /** Any object a manifest file holds. */
 export type Manifest =
@@ -61,6 +67,10 @@ export interface KubeletConfiguration {
   podPidsLimit: number;
   /** Refuse to start with swap on, so no pod on a kernel node swaps. */
   failSwapOn: true;
+  /** Rotate a container's log at this size (Docker: the sandbox's `LogConfig` max-size). */
+  containerLogMaxSize: string;
+  /** Log files kept per container, the live one included (Docker: max-file; at least 2). */
+  containerLogMaxFiles: number;
 }
 
 /** One file of `deploy/kubernetes/`. */
@@ -109,6 +119,8 @@ export function kernelNodeKubeletConfig(limits: SandboxLimits): KubeletConfigura
     kind: 'KubeletConfiguration',
     podPidsLimit: limits.pids,
     failSwapOn: true,
+    containerLogMaxSize: bytesQuantity(KERNEL_LOG_MAX_SIZE_BYTES),
+    containerLogMaxFiles: KERNEL_LOG_MAX_FILES,
   };
 }
 
@@ -430,7 +442,7 @@ function kernelExample(): (Secret | Pod)[] {
       policy: DEFAULT_POLICY,
       image: KERNEL_IMAGE,
       kernelId: EXAMPLE_KERNEL.kernelId,
-      kernelDir: '/unused-in-a-cluster',
+      uid: DEFAULT_POLICY.uidRange.first,
       labels: {
         ...KERNEL_POD_SELECTOR,
         'org.aido.kernel-gateway.kernel-id': EXAMPLE_KERNEL.kernelId,

@@ -18,8 +18,14 @@ import {
   SECCOMP_PROFILE_FILE,
   kernelNodeKubeletConfig,
 } from './k8s-manifests.js';
-import { CONNECTION_INIT_CONTAINER_NAME, KERNEL_CONTAINER_NAME } from './pod-spec.js';
-import type { SandboxLimits } from './policy.js';
+import { KERNEL_CONTAINER_NAME } from './pod-spec.js';
+import {
+  CONNECTION_ENV,
+  KERNEL_DIR_INODES,
+  KERNEL_LOG_MAX_FILES,
+  KERNEL_LOG_MAX_SIZE_BYTES,
+  type SandboxLimits,
+} from './policy.js';
 
 /**
  * A path into a spec: object keys, and array elements either by index or by `[name=X]` (an
@@ -62,7 +68,8 @@ const mount = (name: string): SpecPath => [...C, 'volumeMounts', `[name=${name}]
 export const PARITY_CONTROLS: readonly ParityControl[] = [
   {
     id: 'user',
-    control: 'unprivileged user (uid/gid 1000, never root)',
+    control:
+      'unprivileged user: its own uid/gid per sandbox, from a range that names no host account; never root',
     docker: [['User']],
     pod: [
       [...PSC, 'runAsNonRoot'],
@@ -94,13 +101,14 @@ export const PARITY_CONTROLS: readonly ParityControl[] = [
   },
   {
     id: 'mount-options',
-    control: 'writable mounts noexec, nosuid, nodev; /workspace mode 0700',
+    control: `writable mounts noexec, nosuid, nodev; /workspace mode 0700; the kernel volume (its options are the volume's, security/policy.ts kernelVolumeOptions) also capped at ${KERNEL_DIR_INODES} inodes, root-owned and sticky`,
     docker: [
       ['HostConfig', 'Tmpfs', '/tmp'],
       ['HostConfig', 'Tmpfs', '/workspace'],
+      ['HostConfig', 'Mounts'],
     ],
     pod: [],
-    gap: 'a Pod cannot set mount options on an emptyDir (the kubelet mounts its tmpfs rw without noexec, nosuid or nodev, mode 0777). nosuid is moot (allowPrivilegeEscalation false; the image has no setuid files), nodev too (no CAP_MKNOD, so no device node can be made), and the mode (only uid 1000 runs in the pod). noexec is not covered: a kernel pod may run a binary it wrote to /tmp or /workspace, still under seccomp, no capabilities and the limits; `deny /tmp/** x, deny /workspace/** x,` in the AppArmor profile would close it on both backends',
+    gap: "a Pod cannot set mount options on an emptyDir (the kubelet mounts its tmpfs rw without noexec, nosuid or nodev, mode 0777, no inode cap). nosuid is moot (allowPrivilegeEscalation false; the image has no setuid files), nodev too (no CAP_MKNOD, so no device node can be made), and the mode (only the sandbox uid runs in the pod). The inode cap: tmpfs inodes are memory charged to the pod, so the memory limit bounds them. Root-owned and sticky: on Docker it keeps the kernel from replacing the sockets the gateway (root, on the host) has taken over; in a pod the channels are TCP and the gateway reaches /run/kernel only through pods/exec as the kernel's own user, so nothing of root's is there to protect. noexec is not covered: a kernel pod may run a binary it wrote to /tmp, /workspace or /run/kernel, still under seccomp, no capabilities and the limits; `deny /tmp/** x, deny /workspace/** x, deny /run/kernel/** x,` in the AppArmor profile would close it on both backends",
   },
   {
     id: 'shm',
@@ -110,16 +118,17 @@ export const PARITY_CONTROLS: readonly ParityControl[] = [
   },
   {
     id: 'kernel-dir',
-    control: "the kernel's private directory /run/kernel (connection file; the only other mount)",
-    docker: [['HostConfig', 'Binds']],
-    // The init container copies the connection file from the Secret into /run/kernel; it runs
-    // with the kernel container's securityContext and resources (the parity test checks).
-    pod: [
-      volume('kernel-dir'),
-      mount('kernel-dir'),
-      volume('connection'),
-      ['spec', 'initContainers', `[name=${CONNECTION_INIT_CONTAINER_NAME}]`],
-    ],
+    control:
+      "the kernel's private directory /run/kernel: a size-capped tmpfs of its own, never a host directory (connection file, sockets; the only other mount)",
+    docker: [['HostConfig', 'Mounts']],
+    pod: [volume('kernel-dir'), mount('kernel-dir')],
+  },
+  {
+    id: 'connection',
+    control: `the connection file (with the kernel's HMAC key): in the environment (${CONNECTION_ENV}) of a fixed launcher that writes it into /run/kernel (O_EXCL, O_NOFOLLOW), drops it from the environment and execs ipykernel; never a host path`,
+    docker: [['Env', `[^${CONNECTION_ENV}=]`]],
+    // From the kernel's own Secret (buildConnectionSecret): the pod spec names it, never holds it.
+    pod: [[...C, 'env', `[name=${CONNECTION_ENV}]`]],
   },
   {
     id: 'network',
@@ -294,7 +303,7 @@ export const PARITY_CONTROLS: readonly ParityControl[] = [
   {
     id: 'credentials',
     control: 'no credentials of the host or cluster in a sandbox (no Docker socket, no API token)',
-    docker: [['HostConfig', 'Binds']],
+    docker: [['HostConfig', 'Mounts']],
     pod: [['spec', 'automountServiceAccountToken']],
   },
   {
@@ -305,6 +314,23 @@ export const PARITY_CONTROLS: readonly ParityControl[] = [
       ['HostConfig', 'AutoRemove'],
     ],
     pod: [['spec', 'restartPolicy']],
+  },
+  {
+    id: 'health-check',
+    control:
+      "health check: the kernel's shell socket is bound, checked by a fixed binary of the image every minute (status only: nothing acts on it)",
+    docker: [['Healthcheck']],
+    pod: [[...C, 'readinessProbe']],
+  },
+  {
+    id: 'logs',
+    control: `the container's log on the host (a kernel can write to its original stdout and stderr): rotated, at most ${KERNEL_LOG_MAX_FILES} files of ${KERNEL_LOG_MAX_SIZE_BYTES} bytes`,
+    docker: [['HostConfig', 'LogConfig']],
+    pod: [],
+    cluster: (limits) => {
+      const kubelet = kernelNodeKubeletConfig(limits);
+      return `kubelet \`containerLogMaxSize: ${kubelet.containerLogMaxSize}\`, \`containerLogMaxFiles: ${kubelet.containerLogMaxFiles}\` on the kernel nodes (deploy/kubernetes/node/kubelet-config.yaml): a Pod spec has no log field. The kubelet checks sizes every \`containerLogMonitorInterval\` (10 s by default), so a flood can pass the size by what it writes in between; Docker's driver rotates as it writes`;
+    },
   },
   {
     id: 'labels',
@@ -419,13 +445,17 @@ export function formatPath(path: SpecPath): string {
     .join('');
 }
 
-/** A value for a table cell: compact JSON, the seccomp profile's text named rather than shown. */
+/**
+ * A value for a table cell: compact JSON, the seccomp profile's text and the connection file
+ * named rather than shown.
+ */
 export function formatValue(value: unknown): string {
-  const text = JSON.stringify(value, (_k, v: unknown) =>
-    typeof v === 'string' && v.startsWith('seccomp={')
-      ? 'seccomp=<text of security/seccomp-profile.json>'
-      : v,
-  );
+  const text = JSON.stringify(value, (_k, v: unknown) => {
+    if (typeof v !== 'string') return v;
+    if (v.startsWith('seccomp={')) return 'seccomp=<text of security/seccomp-profile.json>';
+    if (v.startsWith(`${CONNECTION_ENV}=`)) return `${CONNECTION_ENV}=<the connection file>`;
+    return v;
+  });
   return text.length > 400 ? `${text.slice(0, 397)}...` : text;
 }
 

@@ -7,7 +7,8 @@
  *
  * What a Pod spec cannot say is enforced by the cluster instead (`security/parity.ts` names each
  * case): the pids limit (kubelet `podPidsLimit` on the kernel nodes), the network (a NetworkPolicy,
- * `deploy/kubernetes/`), the cgroup namespace and swap (the node's runtime and kubelet). Open files
+ * `deploy/kubernetes/`), the cgroup namespace and swap (the node's runtime and kubelet), the size of
+ * the container's log (the kubelet's log rotation). Open files
  * are enforced by the pod itself: the container's command lowers `RLIMIT_NOFILE` with `prlimit`
  * before ipykernel starts, and without `CAP_SYS_RESOURCE` nothing in the pod can raise it again.
  *
@@ -22,13 +23,17 @@ import type {
   Container,
   Pod,
   PodSecurityContext,
+  Probe,
   Secret,
   Volume,
 } from 'kubernetes-types/core/v1.js';
 import {
+  CONNECTION_ENV,
   ENV_NAME,
+  HEALTHCHECK,
   KERNEL_COMMAND,
   KERNEL_DIR_IN_CONTAINER,
+  KERNEL_DIR_SIZE_BYTES,
   PROFILE_NAME,
   SHM_SIZE_BYTES,
   SandboxPolicyError,
@@ -79,23 +84,11 @@ export const KERNEL_TCP_PORTS: ZmqPorts = Object.freeze({
   hb: 50005,
 });
 
-/**
- * Size of the pod's `/run/kernel` (a tmpfs like the rest): the files the gateway and the kernel
- * hand over there (environment data) are a few KiB.
- */
-export const KERNEL_DIR_SIZE_BYTES = 1024 * 1024;
-
 /** The resolver a sandbox is given: nothing answers there, so no name resolves (Docker: `Dns`). */
 export const SANDBOX_DNS_RESOLVER = '127.0.0.1';
 
 /** The kernel container's name in the pod. */
 export const KERNEL_CONTAINER_NAME = 'kernel';
-
-/** The init container that copies the connection file into `/run/kernel`. */
-export const CONNECTION_INIT_CONTAINER_NAME = 'connection';
-
-/** Where the init container sees the kernel's Secret (the kernel container never mounts it). */
-export const CONNECTION_SECRET_DIR = '/run/kernel-secret';
 
 /** The key of the connection file in the kernel's Secret. */
 export const CONNECTION_FILE_KEY = 'connection.json';
@@ -103,7 +96,36 @@ export const CONNECTION_FILE_KEY = 'connection.json';
 /** Where the pod finds things the image provides. */
 const TINI = '/usr/bin/tini';
 const PRLIMIT = '/usr/bin/prlimit';
-const CP = '/usr/bin/cp';
+const GREP = '/usr/bin/grep';
+
+/**
+ * The kernel container's readiness probe, Docker's {@link HEALTHCHECK} for a kernel on TCP: Docker
+ * checks that the shell socket exists in `/run/kernel`; here the shell port must be listening,
+ * read from the pod's own `/proc/net/tcp` by a fixed binary of the read-only image (no traffic
+ * reaches the kernel's sockets, and a kubelet `tcpSocket` probe would come from the node, which the
+ * NetworkPolicy does not admit). Same period, timeout and retries as Docker. A readiness probe
+ * because, like Docker's health status, nothing acts on it: no Service selects kernel pods, and a
+ * liveness probe would kill the kernel, which Docker never does.
+ */
+export function kernelReadinessProbe(): Probe {
+  const port = KERNEL_TCP_PORTS.shell.toString(16).toUpperCase().padStart(4, '0');
+  // A listening socket on every IPv4 address: local 0.0.0.0:<port>, remote 0.0.0.0:0, state 0A.
+  const listening = ` 00000000:${port} 00000000:0000 0A `;
+  return {
+    exec: { command: [GREP, '-q', '-F', '--', listening, '/proc/net/tcp'] },
+    periodSeconds: HEALTHCHECK.Interval / 1e9,
+    timeoutSeconds: HEALTHCHECK.Timeout / 1e9,
+    failureThreshold: HEALTHCHECK.Retries,
+  };
+}
+
+/**
+ * What a kernel Pod is built from: the {@link SandboxSpecInput} both backends share, less the two
+ * Docker-only hand-overs (the kernel volume, and the connection file in the container's config:
+ * a pod takes it from the Secret). A full `SandboxSpecInput` is one, so both specs can be built
+ * from the same value.
+ */
+export type KernelPodInput = Omit<SandboxSpecInput, 'kernelVolume' | 'connectionFile'>;
 
 /** Where the cluster places one kernel, beyond the {@link SandboxSpecInput} both backends share. */
 export interface KernelPodTarget {
@@ -142,10 +164,17 @@ export function isLabelValue(value: string): boolean {
   return value.length <= 63 && LABEL_VALUE.test(value);
 }
 
-/** The sandbox's own uid and gid (the same number), as a pod wants them: integers, never root. */
-export function sandboxIds(input: SandboxSpecInput): { uid: number; gid: number } {
-  if (!Number.isSafeInteger(input.uid) || input.uid <= 0) {
-    throw new SandboxPolicyError(`sandbox uid ${input.uid} is not a non-root integer`);
+/**
+ * The sandbox's own uid and gid (the same number), as a pod wants them: an integer of the
+ * policy's range (which Docker's validation also demands), so never root.
+ */
+export function sandboxIds(input: KernelPodInput): { uid: number; gid: number } {
+  const { first, count } = input.policy.uidRange;
+  const { uid } = input;
+  if (!Number.isSafeInteger(uid) || uid <= 0 || uid < first || uid >= first + count) {
+    throw new SandboxPolicyError(
+      `sandbox uid ${uid} is not in the policy's uid range ${first}..${first + count - 1}`,
+    );
   }
   return { uid: input.uid, gid: input.uid };
 }
@@ -161,7 +190,7 @@ export function cpuQuantity(cpus: number): string {
   return `${Math.round(cpus * 1000)}m`;
 }
 
-function validate(input: SandboxSpecInput, target: KernelPodTarget): void {
+function validate(input: KernelPodInput, target: KernelPodTarget): void {
   const problems = validateLimits(input.policy.limits);
   if (input.kernelId.length === 0) problems.push('kernelId must not be empty');
   if (input.image.length === 0) problems.push('image must not be empty');
@@ -173,6 +202,7 @@ function validate(input: SandboxSpecInput, target: KernelPodTarget): void {
   if (!DNS_LABEL.test(target.namespace)) {
     problems.push(`namespace ${JSON.stringify(target.namespace)} is not a DNS-1123 label`);
   }
+  if (CONNECTION_ENV in input.env) problems.push(`env must not set ${CONNECTION_ENV}`);
   for (const [key, value] of Object.entries(input.env)) {
     if (!ENV_NAME.test(key))
       problems.push(`env name ${JSON.stringify(key)} is not a valid variable name`);
@@ -202,15 +232,16 @@ function validate(input: SandboxSpecInput, target: KernelPodTarget): void {
  * must create first, see {@link buildConnectionSecret}). Pure: the same input always gives the same
  * output.
  *
- * Labels whose values are valid label values stay labels (the Docker ones: app, kernel id);
- * values a label cannot hold (the Docker backend's state-dir and kernel-dir paths) become
- * annotations under the same key. `kernelDir` (a host path) has no meaning in a cluster:
- * `/run/kernel` is a pod-local tmpfs, and an init container copies the connection file into it
- * from the Secret.
+ * Labels whose values are valid label values stay labels (the Docker ones: app, kernel id,
+ * instance, kernel volume); values a label cannot hold (the Docker backend's state-dir path) become
+ * annotations under the same key. `kernelVolume` (a Docker volume) has no meaning in a cluster:
+ * `/run/kernel` is a pod-local memory emptyDir of the same size. `connectionFile` is not used
+ * either: the connection file for TCP lives in the Secret ({@link buildConnectionSecret}), and the
+ * container's `AIDO_CONNECTION` comes from it, so the pod runs Docker's very launcher.
  *
  * @throws {@link SandboxPolicyError} naming every invalid limit or input.
  */
-export function buildKernelPod(input: SandboxSpecInput, target: KernelPodTarget): KernelPodObjects {
+export function buildKernelPod(input: KernelPodInput, target: KernelPodTarget): KernelPodObjects {
   validate(input, target);
   const { policy } = input;
   const { limits } = policy;
@@ -228,8 +259,8 @@ export function buildKernelPod(input: SandboxSpecInput, target: KernelPodTarget)
     runAsNonRoot: true,
     runAsUser: uid,
     runAsGroup: gid,
-    // Group of the emptyDir volumes and of the Secret's files, so that uid 1000 may read the
-    // connection file (mode 0440) and write the tmpfs mounts.
+    // Group of the emptyDir volumes: they belong to the sandbox's own group, as Docker's
+    // /workspace belongs to its uid and gid.
     fsGroup: gid,
     // With seccomp off, Docker's default profile applies, never unconfined: the runtime's default
     // is Kubernetes' equivalent.
@@ -264,30 +295,6 @@ export function buildKernelPod(input: SandboxSpecInput, target: KernelPodTarget)
     capabilities: { drop: ['ALL'] },
     procMount: 'Default',
   };
-  const kernelDirMount = { name: 'kernel-dir', mountPath: KERNEL_DIR_IN_CONTAINER };
-
-  // ipykernel removes and rewrites its connection file at start-up (jupyter_client's
-  // write_connection_file), so the file must be an ordinary one in a writable directory, as on
-  // Docker: a Secret mount there is read-only and the kernel would die. The init container copies
-  // it in, under the same user, limits and securityContext as the kernel.
-  const init: Container = {
-    name: CONNECTION_INIT_CONTAINER_NAME,
-    image: input.image,
-    imagePullPolicy: 'IfNotPresent',
-    command: [
-      CP,
-      '--',
-      `${CONNECTION_SECRET_DIR}/${CONNECTION_FILE_KEY}`,
-      `${KERNEL_DIR_IN_CONTAINER}/${CONNECTION_FILE_KEY}`,
-    ],
-    resources: { requests: { ...resources }, limits: { ...resources } },
-    securityContext: { ...securityContext, capabilities: { drop: ['ALL'] } },
-    volumeMounts: [
-      { ...kernelDirMount },
-      { name: 'connection', mountPath: CONNECTION_SECRET_DIR, readOnly: true },
-    ],
-  };
-
   const container: Container = {
     name: KERNEL_CONTAINER_NAME,
     image: input.image,
@@ -295,9 +302,20 @@ export function buildKernelPod(input: SandboxSpecInput, target: KernelPodTarget)
     // tini as PID 1 (Docker: Init), then prlimit lowers soft and hard RLIMIT_NOFILE (Docker:
     // Ulimits) and execs the kernel; nothing in the pod can raise the hard limit again.
     command: [TINI, '-s', '-g', '--', PRLIMIT, `--nofile=${limits.nofile}:${limits.nofile}`, '--'],
+    // Docker's launcher: it moves AIDO_CONNECTION into /run/kernel/connection.json (O_EXCL,
+    // O_NOFOLLOW), drops it from the environment and execs ipykernel.
     args: [...KERNEL_COMMAND],
     workingDir: WORKSPACE_DIR,
-    env: Object.entries(input.env).map(([name, value]) => ({ name, value })),
+    env: [
+      ...Object.entries(input.env).map(([name, value]) => ({ name, value })),
+      // The connection file (with the HMAC key) from the kernel's Secret, last as on Docker. The
+      // kernel holds its own key by design; the pod spec names only the Secret, which no other pod
+      // can read (no API token in any kernel, RBAC gives Secrets to the gateway alone).
+      {
+        name: CONNECTION_ENV,
+        valueFrom: { secretKeyRef: { name: secretName, key: CONNECTION_FILE_KEY } },
+      },
+    ],
     ports: Object.entries(KERNEL_TCP_PORTS).map(([name, port]) => ({
       name,
       containerPort: port,
@@ -305,11 +323,12 @@ export function buildKernelPod(input: SandboxSpecInput, target: KernelPodTarget)
     })),
     resources: { requests: { ...resources }, limits: { ...resources } },
     securityContext: { ...securityContext, capabilities: { drop: ['ALL'] } },
+    readinessProbe: kernelReadinessProbe(),
     volumeMounts: [
       { name: 'tmp', mountPath: '/tmp' },
       { name: 'workspace', mountPath: WORKSPACE_DIR },
       { name: 'dshm', mountPath: '/dev/shm' },
-      { ...kernelDirMount },
+      { name: 'kernel-dir', mountPath: KERNEL_DIR_IN_CONTAINER },
     ],
   };
 
@@ -338,21 +357,13 @@ export function buildKernelPod(input: SandboxSpecInput, target: KernelPodTarget)
         { key: KERNEL_NODE_LABEL, operator: 'Equal', value: 'true', effect: 'NoSchedule' },
       ],
       securityContext: podSecurity,
-      initContainers: [init],
       containers: [container],
       volumes: [
         tmpfs('tmp', limits.tmpSizeBytes),
         tmpfs('workspace', limits.workspaceSizeBytes),
         tmpfs('dshm', SHM_SIZE_BYTES),
+        // Docker's kernel volume is a tmpfs of the same size (KERNEL_DIR_SIZE_BYTES).
         tmpfs('kernel-dir', KERNEL_DIR_SIZE_BYTES),
-        {
-          name: 'connection',
-          secret: {
-            secretName,
-            defaultMode: 0o440,
-            items: [{ key: CONNECTION_FILE_KEY, path: CONNECTION_FILE_KEY }],
-          },
-        },
       ],
     },
   };
@@ -392,7 +403,8 @@ export function tcpConnectionFile(key: string): TcpConnectionFile {
 
 /**
  * The per-kernel Secret holding the connection file (and so the HMAC key): created before the pod,
- * deleted with it, readable only by the gateway's ServiceAccount (`deploy/kubernetes/`).
+ * deleted with it, readable only by the gateway's ServiceAccount (`deploy/kubernetes/`). The pod
+ * gets it as its `AIDO_CONNECTION` environment variable, never as a mounted file.
  */
 export function buildConnectionSecret(
   objects: KernelPodObjects,

@@ -152,6 +152,19 @@ export const HEALTHCHECK = Object.freeze({
   Retries: 3,
 });
 
+/**
+ * The container's log on the host: Docker's `local` driver, rotated at
+ * {@link KERNEL_LOG_MAX_SIZE_BYTES} and kept to {@link KERNEL_LOG_MAX_FILES} files, so a kernel
+ * that writes to its original stdout or stderr (fd 1 and 2 of the container, which ipykernel's
+ * capture does not hide from it) can put at most their product on the host disk. Not `none`:
+ * `docker logs` stays the one way to see why a kernel died before it answered (the gateway itself
+ * never reads container logs). Uncompressed, so that a flood costs dockerd no gzip work.
+ */
+export const KERNEL_LOG_MAX_SIZE_BYTES = 1024 * 1024;
+
+/** How many log files (the live one included) Docker keeps per sandbox. */
+export const KERNEL_LOG_MAX_FILES = 2;
+
 const MiB = 1024 * 1024;
 
 /** The default limits (DESIGN.md "Sandbox controls"). */
@@ -357,6 +370,14 @@ export function buildContainerSpec(input: SandboxSpecInput): ContainerCreateOpti
     DnsSearch: ['.'],
     Devices: [],
     OomKillDisable: false,
+    LogConfig: {
+      Type: 'local',
+      Config: {
+        'max-size': String(KERNEL_LOG_MAX_SIZE_BYTES),
+        'max-file': String(KERNEL_LOG_MAX_FILES),
+        compress: 'false',
+      },
+    },
   };
   if (policy.runtime !== null) hostConfig.Runtime = policy.runtime;
 

@@ -92,6 +92,11 @@ describe('hardened kernel container over ipc (zeromq.js, no gateway)', function 
     expect(info.Mounts.map((m) => [m.Type, m.Destination])).to.deep.equal([
       ['volume', '/run/kernel'],
     ]);
+    // The log is rotated and capped whatever the daemon's default driver.
+    expect(h.LogConfig).to.deep.equal({
+      Type: 'local',
+      Config: { 'max-size': '1048576', 'max-file': '2', compress: 'false' },
+    });
   });
 
   it('answers kernel_info and evaluates 1+1 to execute_result 2 on iopub', async () => {

@@ -160,7 +160,7 @@ describe('deploy/kubernetes', () => {
     expect(kinds).to.not.include('ClusterRoleBinding');
   });
 
-  it('the nodes get the committed seccomp profile and the pids limit of the policy', () => {
+  it('the nodes get the committed seccomp profile, the pids limit and the log cap of the policy', () => {
     const cm = find('ConfigMap', 'aido-seccomp-profile') as { data: Record<string, string> };
     expect(cm.data[path.basename(SECCOMP_PROFILE_FILE)]).to.equal(
       readFileSync(SECCOMP_PROFILE_PATH, 'utf8'),
@@ -174,6 +174,9 @@ describe('deploy/kubernetes', () => {
       kind: 'KubeletConfiguration',
       podPidsLimit: DEFAULT_LIMITS.pids,
       failSwapOn: true,
+      // Docker's LogConfig of the sandbox: rotated at 1 MiB, two files.
+      containerLogMaxSize: '1Mi',
+      containerLogMaxFiles: 2,
     });
   });
 });

@@ -16,13 +16,18 @@ import {
   type SpecPath,
 } from '../../../security/parity.js';
 import {
+  CONNECTION_FILE_KEY,
   KERNEL_NAMESPACE,
   KERNEL_POD_SELECTOR,
+  KERNEL_TCP_PORTS,
   buildKernelPod,
 } from '../../../security/pod-spec.js';
 import {
+  CONNECTION_ENV,
   DEFAULT_POLICY,
+  KERNEL_DIR_IN_CONTAINER,
   buildContainerSpec,
+  kernelVolumeOptions,
   validateLimits,
   type SandboxLimits,
   type SandboxPolicy,
@@ -31,11 +36,13 @@ import {
 
 const MiB = 1024 * 1024;
 
-function both(input: SandboxSpecInput): { docker: ContainerCreateOptions; pod: Pod } {
-  return {
-    docker: buildContainerSpec(input),
-    pod: buildKernelPod(input, { namespace: KERNEL_NAMESPACE }).pod,
-  };
+function both(input: SandboxSpecInput): {
+  docker: ContainerCreateOptions;
+  pod: Pod;
+  secretName: string;
+} {
+  const { pod, secretName } = buildKernelPod(input, { namespace: KERNEL_NAMESPACE });
+  return { docker: buildContainerSpec(input), pod, secretName };
 }
 
 /** Every variant of the switches, so that optional fields (Runtime, apparmor) show up. */
@@ -73,19 +80,16 @@ function tmpfsSize(options: unknown): number {
 
 /** The same numbers and switches on both sides, read from the two built specs. */
 function expectSameControls(input: SandboxSpecInput): void {
-  const { docker, pod } = both(input);
+  const { docker, pod, secretName } = both(input);
   const hc = docker.HostConfig!;
   const spec = pod.spec!;
   const c = spec.containers[0]!;
   const sc = c.securityContext!;
   const psc = spec.securityContext!;
-  // The init container (it copies the connection file) is confined exactly like the kernel.
-  for (const init of spec.initContainers ?? []) {
-    expect(init.securityContext, init.name).to.deep.equal(sc);
-    expect(init.resources, init.name).to.deep.equal(c.resources);
-    expect(init.image, init.name).to.equal(c.image);
-  }
-  expect(spec.initContainers).to.have.length(1);
+  // One container: no init container runs anything before the kernel's own launcher.
+  expect(spec.containers).to.have.length(1);
+  expect(spec).to.not.have.property('initContainers');
+  expect(docker.User).to.equal(`${input.uid}:${input.uid}`);
   expect(docker.User).to.equal(`${psc.runAsUser}:${psc.runAsGroup}`);
   expect(sc.runAsUser).to.equal(psc.runAsUser);
   expect(hc.ReadonlyRootfs).to.equal(sc.readOnlyRootFilesystem);
@@ -109,6 +113,16 @@ function expectSameControls(input: SandboxSpecInput): void {
   expect(tmpfsSize(hc.Tmpfs?.['/tmp'])).to.equal(volume('tmp'));
   expect(tmpfsSize(hc.Tmpfs?.['/workspace'])).to.equal(volume('workspace'));
   expect(hc.ShmSize).to.equal(volume('dshm'));
+  // The kernel directory: Docker's volume is mounted there, capped by the volume's own options.
+  const kernelMount = hc.Mounts?.find((m) => m.Target === KERNEL_DIR_IN_CONTAINER);
+  expect(kernelMount?.Type).to.equal('volume');
+  expect(hc.Mounts).to.have.length(1);
+  expect(hc.Binds).to.equal(undefined);
+  expect(tmpfsSize(kernelVolumeOptions().o)).to.equal(volume('kernel-dir'));
+  const kernelDirMounts = c.volumeMounts?.filter((m) => m.name === 'kernel-dir');
+  expect(kernelDirMounts?.map((m) => m.mountPath)).to.deep.equal([KERNEL_DIR_IN_CONTAINER]);
+  // Nothing but memory-backed emptyDirs: no Secret, hostPath or other volume in the pod.
+  expect(spec.volumes?.every((v) => Object.keys(v).join() === 'name,emptyDir')).to.equal(true);
   for (const v of ['tmp', 'workspace', 'dshm', 'kernel-dir'])
     expect(spec.volumes?.find((x) => x.name === v)?.emptyDir?.medium, v).to.equal('Memory');
   expect(hc.Dns).to.deep.equal(spec.dnsConfig?.nameservers);
@@ -126,7 +140,32 @@ function expectSameControls(input: SandboxSpecInput): void {
   expect(docker.Cmd).to.deep.equal(c.args);
   expect(docker.Image).to.equal(c.image);
   expect(docker.WorkingDir).to.equal(c.workingDir);
-  expect(docker.Env).to.deep.equal(c.env?.map((e) => `${e.name}=${e.value}`));
+  // The same variables, the connection file last: inline on Docker, from the Secret in the pod.
+  const connection = `${CONNECTION_ENV}=${input.connectionFile}`;
+  expect(docker.Env?.at(-1)).to.equal(connection);
+  const podEnv = c.env ?? [];
+  expect(docker.Env?.slice(0, -1)).to.deep.equal(
+    podEnv.slice(0, -1).map((e) => `${e.name}=${e.value}`),
+  );
+  expect(podEnv.at(-1)).to.deep.equal({
+    name: CONNECTION_ENV,
+    valueFrom: { secretKeyRef: { name: secretName, key: CONNECTION_FILE_KEY } },
+  });
+  // The health check: the same schedule, and the shell channel in both (ipc socket, TCP port).
+  const probe = c.readinessProbe!;
+  const health = docker.Healthcheck!;
+  expect(probe.periodSeconds).to.equal((health.Interval ?? 0) / 1e9);
+  expect(probe.timeoutSeconds).to.equal((health.Timeout ?? 0) / 1e9);
+  expect(probe.failureThreshold).to.equal(health.Retries);
+  expect(health.Test?.at(-1)).to.equal(`${KERNEL_DIR_IN_CONTAINER}/k-1`);
+  const shellHex = KERNEL_TCP_PORTS.shell.toString(16).toUpperCase();
+  expect(probe.exec?.command?.join(' ')).to.include(`00000000:${shellHex} `);
+  // The log: the kubelet's rotation of the kernel nodes has Docker's size and count.
+  const kubelet = kernelNodeKubeletConfig(input.policy.limits);
+  // @types/dockerode types the driver options as any.
+  const logConfig = hc.LogConfig?.Config as Record<string, string> | undefined;
+  expect(logConfig?.['max-size']).to.equal(String(quantity(kubelet.containerLogMaxSize)));
+  expect(logConfig?.['max-file']).to.equal(String(kubelet.containerLogMaxFiles));
   expect(docker.name).to.equal(pod.metadata?.name);
   for (const [key, value] of Object.entries(docker.Labels ?? {})) {
     expect(pod.metadata?.labels?.[key] ?? pod.metadata?.annotations?.[key], key).to.equal(value);
@@ -225,7 +264,19 @@ describe('security/parity (Docker and Kubernetes, control by control)', () => {
     expect(by['mount-options']).to.equal('not enforced');
     expect(by['open-files']).to.equal('pod');
     expect(by.capabilities).to.equal('pod');
+    expect(by.logs).to.equal('cluster');
+    expect(by['health-check']).to.equal('pod');
+    expect(by.connection).to.equal('pod');
     const pids = rows.find((r) => r.id === 'pids');
     expect(pids?.note).to.include('podPidsLimit: 50');
+    const logs = rows.find((r) => r.id === 'logs');
+    expect(logs?.note)
+      .to.include('containerLogMaxSize: 1Mi')
+      .and.include('containerLogMaxFiles: 2');
+    // The key is named, never shown.
+    const connection = rows.find((r) => r.id === 'connection');
+    expect(connection?.docker).to.deep.equal([
+      'Env[^AIDO_CONNECTION=]: ["AIDO_CONNECTION=<the connection file>"]',
+    ]);
   });
 });

@@ -8,25 +8,26 @@ import {
   isLabelKey,
   isLabelValue,
   tcpConnectionFile,
+  type KernelPodInput,
 } from '../../../security/pod-spec.js';
 import {
   DEFAULT_LIMITS,
   DEFAULT_POLICY,
+  KERNEL_COMMAND,
   SandboxPolicyError,
   type SandboxPolicy,
-  type SandboxSpecInput,
 } from '../../../security/policy.js';
 import { validateObject } from '../../helpers/kubernetes-schema.js';
 import { restrictedViolations } from '../../helpers/pod-security.js';
 
 const MiB = 1024 * 1024;
 
-function input(overrides: Partial<SandboxSpecInput> = {}): SandboxSpecInput {
+function input(overrides: Partial<KernelPodInput> = {}): KernelPodInput {
   return {
     policy: DEFAULT_POLICY,
     image: 'aido-kernel:latest',
     kernelId: '6f1d2c3b-0000-4000-8000-000000000001',
-    kernelDir: '/var/lib/aido-kgw/k/6f1d2c3b',
+    uid: 2_000_000_000,
     labels: {
       'org.aido.kernel-gateway': '1',
       'org.aido.kernel-gateway.kernel-id': '6f1d2c3b',
@@ -50,11 +51,19 @@ const C = {
   image: 'aido-kernel:latest',
   imagePullPolicy: 'IfNotPresent',
   command: ['/usr/bin/tini', '-s', '-g', '--', '/usr/bin/prlimit', '--nofile=1024:1024', '--'],
-  args: ['python3', '-m', 'ipykernel_launcher', '-f', '/run/kernel/connection.json'],
+  // Docker's launcher (pinned by the policy golden test): AIDO_CONNECTION to
+  // /run/kernel/connection.json, then ipykernel.
+  args: [...KERNEL_COMMAND],
   workingDir: '/workspace',
   env: [
     { name: 'KERNEL_USERNAME', value: 'alice' },
     { name: 'PYTHONUNBUFFERED', value: '1' },
+    {
+      name: 'AIDO_CONNECTION',
+      valueFrom: {
+        secretKeyRef: { name: 'aido-k-6f1d2c3b-a1-connection', key: 'connection.json' },
+      },
+    },
   ],
   ports: [
     { name: 'shell', containerPort: 50001, protocol: 'TCP' },
@@ -69,38 +78,35 @@ const C = {
   },
   securityContext: {
     runAsNonRoot: true,
-    runAsUser: 1000,
-    runAsGroup: 1000,
+    runAsUser: 2000000000,
+    runAsGroup: 2000000000,
     readOnlyRootFilesystem: true,
     allowPrivilegeEscalation: false,
     privileged: false,
     capabilities: { drop: ['ALL'] },
     procMount: 'Default',
   },
+  // Docker's Healthcheck on TCP: the shell port (50001 = 0xC351) listens on 0.0.0.0.
+  readinessProbe: {
+    exec: {
+      command: [
+        '/usr/bin/grep',
+        '-q',
+        '-F',
+        '--',
+        ' 00000000:C351 00000000:0000 0A ',
+        '/proc/net/tcp',
+      ],
+    },
+    periodSeconds: 60,
+    timeoutSeconds: 5,
+    failureThreshold: 3,
+  },
   volumeMounts: [
     { name: 'tmp', mountPath: '/tmp' },
     { name: 'workspace', mountPath: '/workspace' },
     { name: 'dshm', mountPath: '/dev/shm' },
     { name: 'kernel-dir', mountPath: '/run/kernel' },
-  ],
-};
-
-/** Copies the connection file from the Secret into /run/kernel, as the kernel's own user. */
-const INIT = {
-  name: 'connection',
-  image: 'aido-kernel:latest',
-  imagePullPolicy: 'IfNotPresent',
-  command: [
-    '/usr/bin/cp',
-    '--',
-    '/run/kernel-secret/connection.json',
-    '/run/kernel/connection.json',
-  ],
-  resources: C.resources,
-  securityContext: C.securityContext,
-  volumeMounts: [
-    { name: 'kernel-dir', mountPath: '/run/kernel' },
-    { name: 'connection', mountPath: '/run/kernel-secret', readOnly: true },
   ],
 };
 
@@ -135,26 +141,17 @@ const GOLDEN = {
     ],
     securityContext: {
       runAsNonRoot: true,
-      runAsUser: 1000,
-      runAsGroup: 1000,
-      fsGroup: 1000,
+      runAsUser: 2000000000,
+      runAsGroup: 2000000000,
+      fsGroup: 2000000000,
       seccompProfile: { type: 'Localhost', localhostProfile: 'aido/kernel-seccomp.json' },
     },
-    initContainers: [INIT],
     containers: [C],
     volumes: [
       { name: 'tmp', emptyDir: { medium: 'Memory', sizeLimit: '64Mi' } },
       { name: 'workspace', emptyDir: { medium: 'Memory', sizeLimit: '100Mi' } },
       { name: 'dshm', emptyDir: { medium: 'Memory', sizeLimit: '4Mi' } },
       { name: 'kernel-dir', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } },
-      {
-        name: 'connection',
-        secret: {
-          secretName: 'aido-k-6f1d2c3b-a1-connection',
-          defaultMode: 0o440,
-          items: [{ key: 'connection.json', path: 'connection.json' }],
-        },
-      },
     ],
   },
 };
@@ -176,7 +173,7 @@ describe('security/pod-spec', () => {
     it('the schema check can fail: a uid as a string is refused', () => {
       const { pod } = buildKernelPod(input(), target);
       const bad = structuredClone(pod) as unknown as { spec: { securityContext: object } };
-      bad.spec.securityContext = { runAsUser: '1000' };
+      bad.spec.securityContext = { runAsUser: '2000000000' };
       expect(() => {
         validateObject(bad);
       }).to.throw(/runAsUser must be integer/);
@@ -252,6 +249,25 @@ describe('security/pod-spec', () => {
         .and.matches(/label key "bad key!"/)
         .and.matches(/appArmorProfile "a b"/)
         .and.matches(/runtime "Run_SC" is not a RuntimeClass name/);
+    });
+
+    it("runs as the sandbox's own uid, and only one of the policy's range", () => {
+      const pod = buildKernelPod(input({ uid: 2_000_012_345 }), target).pod;
+      expect(pod.spec?.securityContext?.runAsUser).to.equal(2_000_012_345);
+      expect(pod.spec?.containers[0]?.securityContext?.runAsGroup).to.equal(2_000_012_345);
+      for (const uid of [0, 1000, 1_999_999_999, 2_000_065_536, 2_000_000_000.5]) {
+        expect(() => buildKernelPod(input({ uid }), target), String(uid)).to.throw(
+          SandboxPolicyError,
+          /not in the policy's uid range 2000000000\.\.2000065535/,
+        );
+      }
+    });
+
+    it('refuses an env that would replace the connection file', () => {
+      expect(() => buildKernelPod(input({ env: { AIDO_CONNECTION: '{}' } }), target)).to.throw(
+        SandboxPolicyError,
+        /env must not set AIDO_CONNECTION/,
+      );
     });
 
     it('refuses a name too long for the Secret that goes with it', () => {

@@ -117,6 +117,11 @@ const GOLDEN = {
     DnsSearch: ['.'],
     Devices: [],
     OomKillDisable: false,
+    // A hostile kernel writing to its original stdout puts at most 2 MiB on the host disk.
+    LogConfig: {
+      Type: 'local',
+      Config: { 'max-size': '1048576', 'max-file': '2', compress: 'false' },
+    },
   },
 };
 
