@@ -7,9 +7,10 @@
  *
  * The window restarts when it runs out, or early on a real idle. "Real" cannot mean "signed": the
  * kernel signs its own forgeries. So the caller resets only on the first idle parented to an
- * execute_request the gateway actually sent and has not yet seen end, and this class ignores
- * resets that come sooner than `minResetMs` after the window started: a forged idle buys nothing,
- * and a real one at most one fresh window per execution.
+ * execute_request the gateway actually sent and has not yet seen end: a forged idle buys nothing,
+ * and a real one at most one fresh window per execution the client asked for. No floor on how soon
+ * after the window opened by default: a short burst that hit the limit must not cost the next
+ * execution its output (`minResetMs` can add one).
  */
 
 export interface RateLimitOptions {
@@ -18,7 +19,7 @@ export interface RateLimitOptions {
   /** Bytes per second (0: no byte limit). */
   bytesPerSecond: number;
   windowMs: number;
-  /** An idle reset earlier than this after the window started is ignored (default windowMs/10). */
+  /** An idle reset earlier than this after the window started is ignored (default 0). */
   minResetMs?: number;
   now?: () => number;
 }
@@ -35,7 +36,7 @@ export class IopubRateLimit {
 
   constructor(private readonly opts: RateLimitOptions) {
     this.#now = opts.now ?? Date.now;
-    this.#minResetMs = opts.minResetMs ?? opts.windowMs / 10;
+    this.#minResetMs = opts.minResetMs ?? 0;
   }
 
   get enabled(): boolean {

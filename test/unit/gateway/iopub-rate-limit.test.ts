@@ -26,12 +26,13 @@ describe('IopubRateLimit', () => {
     expect(l.check(10), 'a new window passes again').to.equal('pass');
   });
 
-  it('drops past the byte rate and starts over on an idle once the window is old enough', () => {
+  it('drops past the byte rate and starts over on an idle once the window is older than minResetMs', () => {
     let now = 0;
     const l = new IopubRateLimit({
       msgsPerSecond: 0,
       bytesPerSecond: 1000,
       windowMs: 3000,
+      minResetMs: 300,
       now: () => now,
     });
     expect(l.check(2999)).to.equal('pass');
