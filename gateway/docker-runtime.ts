@@ -11,6 +11,7 @@ import {
   buildContainerSpec,
   KERNEL_DIR_IN_CONTAINER,
   WORKSPACE_DIR,
+  type SandboxEgress,
   type SandboxPolicy,
 } from '../security/policy.js';
 import { GatewayError } from './errors.js';
@@ -44,6 +45,8 @@ export interface DockerRuntimeOptions {
   hostHasAppArmor: boolean;
   /** CPU cores a sandbox may use until its kernel is ready (0: the policy's quota from the start). */
   startCpus: number;
+  /** Egress relay, proxy settings and /pkgs in every sandbox (absent: egress off). */
+  egress?: SandboxEgress;
 }
 
 function isNotFound(err: unknown): boolean {
@@ -160,6 +163,12 @@ class DockerSandbox implements Sandbox {
     return this.#enforced;
   }
 
+  hostPath(name: string): string {
+    if (!/^[\w.-]+$/.test(name) || name === '.' || name === '..')
+      throw new Error(`bad file name ${name}`);
+    return path.join(this.dir, name);
+  }
+
   async putFile(name: string, content: string): Promise<void> {
     if (!/^[\w.-]+$/.test(name)) throw new Error(`bad file name ${name}`);
     const file = path.join(this.dir, name);
@@ -228,6 +237,7 @@ export class DockerRuntime implements KernelRuntime {
       name: `aido-k-${kernelId?.slice(0, 8) ?? 'pool'}-${short}`,
       env,
       hostHasAppArmor: this.opts.hostHasAppArmor,
+      ...(this.opts.egress ? { egress: this.opts.egress } : {}),
       labels: {
         [LABEL_APP]: '1',
         [LABEL_STATE_DIR]: this.opts.stateDir,

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { freemem } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { GatewayConfig } from './config.js';
+import type { EgressProxies } from './egress-proxy.js';
 import { GatewayError } from './errors.js';
 import { kernelEnvFrom } from './kernel-env.js';
 import { KernelSession, type KernelSessionOptions } from './kernel-session.js';
@@ -33,6 +34,8 @@ export class KernelRegistry {
     private readonly specs: KernelSpecs,
     private readonly logger: Logger,
     private readonly metrics?: MetricsSink,
+    /** Egress proxies, one per kernel (absent: egress off). */
+    private readonly egress?: EgressProxies,
   ) {
     this.pool = new WarmPool({
       runtime,
@@ -195,6 +198,7 @@ export class KernelRegistry {
       restartAfterKill: this.config.restartAfterKill,
       startTimeoutMs: this.config.kernelStartTimeoutS * 1000,
       ...(this.metrics ? { metrics: this.metrics } : {}),
+      ...(this.egress ? { egress: this.egress.forKernel(id) } : {}),
       iopubRate: {
         msgsPerSecond: this.config.iopubMsgRateLimit,
         bytesPerSecond: this.config.iopubDataRateLimit,

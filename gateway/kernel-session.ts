@@ -27,6 +27,7 @@ import { WsSink, type WireProtocol } from './ws-sink.js';
 import { IopubRateLimit } from './iopub-rate-limit.js';
 import { ExecutionDeadline, InterruptLadder, realTimers, type Timers } from './deadline.js';
 import { GatewayError } from './errors.js';
+import type { KernelEgressHandle } from './egress-proxy.js';
 import type { Logger } from './logger.js';
 import type { MetricsSink } from './metrics.js';
 import type { ConnectionInfo, Sandbox, SandboxExit } from './runtime.js';
@@ -63,6 +64,8 @@ export interface KernelSessionOptions {
   iopubRate: { msgsPerSecond: number; bytesPerSecond: number };
   timers?: Timers;
   metrics?: MetricsSink;
+  /** The kernel's egress proxy (gateway/egress-proxy.ts); absent: egress is off. */
+  egress?: KernelEgressHandle;
 }
 
 /** Requests whose replies and status messages do not count as user activity. */
@@ -213,6 +216,8 @@ export class KernelSession implements ChannelHost {
       throw new GatewayError('KERNEL_NOT_FOUND', `kernel ${this.id} was shut down while starting`);
     }
     this.#sandbox = sandbox;
+    // Before any user code can run in this (never reused) sandbox.
+    await this.opts.egress?.open(sandbox);
     this.#signer = new Signer(sandbox.connection.key);
     this.#iopubSeen = false;
     this.#killReason = undefined;
@@ -364,6 +369,7 @@ export class KernelSession implements ChannelHost {
   }
 
   #closeLinks(): void {
+    this.opts.egress?.stop();
     for (const l of this.#links) l.close();
     this.#links = [];
     this.#gwShell = undefined;
@@ -443,6 +449,8 @@ export class KernelSession implements ChannelHost {
    */
   shutdown(opts: { reason?: string; notice?: string } = {}): Promise<void> {
     this.#closed ??= (async () => {
+      // A deleted, killed or panicked kernel loses its egress at once, before any wait.
+      this.opts.egress?.close();
       this.#deadline.disarmAll();
       const sandbox = this.#sandbox;
       if (opts.reason !== undefined) {

@@ -43,6 +43,12 @@ export interface Sandbox {
    * before any user code can. Idempotent.
    */
   enforceLimits(): Promise<void>;
+  /**
+   * The host path of `name` in the kernel's private directory (/run/kernel/<name> inside), for a
+   * socket the gateway listens on there. The sandbox can replace anything at that path: never
+   * read, follow or connect to it.
+   */
+  hostPath(name: string): string;
   /** Writes a read-only file for the kernel into its private directory (/run/kernel/<name>). */
   putFile(name: string, content: string): Promise<void>;
   /**

@@ -64,7 +64,31 @@ export interface SandboxSpecInput {
   name: string;
   /** Whether the host kernel has AppArmor (see `security/apparmor.ts`). */
   hostHasAppArmor: boolean;
+  /** Egress through the gateway's proxy (`security/egress-policy.ts`); absent: no egress at all. */
+  egress?: SandboxEgress;
 }
+
+/**
+ * What a sandbox gets when egress is on: a relay beside the kernel (127.0.0.1:{@link
+ * EGRESS_RELAY_PORT} → the proxy's unix socket in the kernel directory), proxy settings for pip
+ * and other clients, and an exec-able /pkgs tmpfs that pip installs into. The network stays `none`.
+ */
+export interface SandboxEgress {
+  /** Size of the /pkgs tmpfs in bytes (its pages count against the memory limit). */
+  pipSizeBytes: number;
+}
+
+/** The port the in-sandbox relay listens on, on the sandbox's own loopback. */
+export const EGRESS_RELAY_PORT = 3128;
+
+/** The egress proxy's socket in the kernel directory (the gateway listens, the relay connects). */
+export const EGRESS_SOCKET_NAME = 'egress.sock';
+
+/** Where pip installs (PYTHONUSERBASE): a per-sandbox tmpfs that allows exec (compiled wheels). */
+export const PKGS_DIR = '/pkgs';
+
+/** The relay and launcher shipped in the kernel image (kernel-image/files/). */
+export const EGRESS_RELAY_PATH = '/usr/local/lib/aido/egress-relay.py';
 
 /** Where the per-kernel directory (connection file, ipc sockets) appears inside the sandbox. */
 export const KERNEL_DIR_IN_CONTAINER = '/run/kernel';
@@ -201,6 +225,20 @@ function validateInput(input: SandboxSpecInput): void {
     problems.push(`appArmorProfile ${JSON.stringify(profile)} is not a valid profile name`);
   }
   if (input.policy.runtime?.length === 0) problems.push('runtime must be null or a runtime name');
+  if (input.egress) {
+    const { pipSizeBytes } = input.egress;
+    const tmpfs =
+      input.policy.limits.tmpSizeBytes +
+      input.policy.limits.workspaceSizeBytes +
+      SHM_SIZE_BYTES +
+      pipSizeBytes;
+    if (!Number.isSafeInteger(pipSizeBytes) || pipSizeBytes <= 0)
+      problems.push(`egress.pipSizeBytes must be a positive integer (got ${pipSizeBytes})`);
+    else if (tmpfs >= input.policy.limits.memoryBytes)
+      problems.push(
+        `tmpfs mounts with /pkgs (${tmpfs}) must be below memoryBytes (${input.policy.limits.memoryBytes})`,
+      );
+  }
   if (problems.length > 0) fail(input, problems);
 }
 
@@ -264,17 +302,60 @@ export function buildContainerSpec(input: SandboxSpecInput): ContainerCreateOpti
     OomKillDisable: false,
   };
   if (policy.runtime !== null) hostConfig.Runtime = policy.runtime;
+  let env = input.env;
+  let cmd = [...KERNEL_COMMAND];
+  if (input.egress && hostConfig.Tmpfs) {
+    // exec: a compiled wheel's .so is mmapped PROT_EXEC, which noexec refuses (SECURITY.md).
+    hostConfig.Tmpfs[PKGS_DIR] =
+      `rw,exec,nosuid,nodev,size=${input.egress.pipSizeBytes},uid=1000,gid=1000,mode=0700`;
+    env = { ...input.env, ...egressEnv() };
+    // The relay detaches (its own session, reparented to tini) and the launcher execs the kernel.
+    cmd = [
+      'python3',
+      '-I',
+      EGRESS_RELAY_PATH,
+      '--port',
+      String(EGRESS_RELAY_PORT),
+      '--socket',
+      `${KERNEL_DIR_IN_CONTAINER}/${EGRESS_SOCKET_NAME}`,
+      '--',
+      ...KERNEL_COMMAND,
+    ];
+  }
 
   return {
     name: input.name,
     Image: input.image,
     Labels: { ...input.labels },
-    Env: Object.entries(input.env).map(([k, v]) => `${k}=${v}`),
+    Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
     User: SANDBOX_USER,
     WorkingDir: WORKSPACE_DIR,
-    Cmd: [...KERNEL_COMMAND],
+    Cmd: cmd,
     NetworkDisabled: true,
     HostConfig: hostConfig,
+  };
+}
+
+/**
+ * The environment egress adds: every common proxy variable names the relay (pip, requests, urllib,
+ * conda and curl read them), and pip installs into the user site under /pkgs (PEP 668's marker
+ * guards Debian's own site-packages, which are read-only here anyway). No secrets: the relay and
+ * the proxy need none, the socket's place is the credential.
+ */
+export function egressEnv(): Record<string, string> {
+  const proxy = `http://127.0.0.1:${EGRESS_RELAY_PORT}`;
+  return {
+    HTTP_PROXY: proxy,
+    HTTPS_PROXY: proxy,
+    http_proxy: proxy,
+    https_proxy: proxy,
+    PIP_PROXY: proxy,
+    PYTHONUSERBASE: PKGS_DIR,
+    PIP_USER: '1',
+    PIP_BREAK_SYSTEM_PACKAGES: '1',
+    PIP_NO_CACHE_DIR: '1',
+    PIP_DISABLE_PIP_VERSION_CHECK: '1',
+    PIP_NO_WARN_SCRIPT_LOCATION: '1',
   };
 }
 

@@ -1,0 +1,78 @@
+import { expect } from 'chai';
+import {
+  DEFAULT_POLICY,
+  SandboxPolicyError,
+  buildContainerSpec,
+  type SandboxSpecInput,
+} from '../../../security/policy.js';
+
+const MiB = 1024 * 1024;
+
+function input(overrides: Partial<SandboxSpecInput> = {}): SandboxSpecInput {
+  return {
+    policy: DEFAULT_POLICY,
+    image: 'aido-kernel:latest',
+    kernelId: '6f1d2c3b-0000-4000-8000-000000000001',
+    kernelDir: '/var/lib/aido-kgw/k/6f1d2c3b',
+    labels: { 'org.aido.kernel-gateway': '1' },
+    env: { KERNEL_USERNAME: 'alice', HTTPS_PROXY: 'http://evil.example:1' },
+    name: 'aido-k-6f1d2c3b-a1',
+    hostHasAppArmor: false,
+    ...overrides,
+  };
+}
+
+describe('security/policy: egress', () => {
+  it('adds only the relay command, proxy and pip settings, and an exec-able /pkgs; the network stays none', () => {
+    const base = buildContainerSpec(input());
+    const spec = buildContainerSpec(input({ egress: { pipSizeBytes: 128 * MiB } }));
+    expect(spec.Cmd).to.deep.equal([
+      'python3',
+      '-I',
+      '/usr/local/lib/aido/egress-relay.py',
+      '--port',
+      '3128',
+      '--socket',
+      '/run/kernel/egress.sock',
+      '--',
+      'python3',
+      '-m',
+      'ipykernel_launcher',
+      '-f',
+      '/run/kernel/connection.json',
+    ]);
+    // The gateway's proxy settings win over a client's.
+    expect(spec.Env).to.deep.equal([
+      'KERNEL_USERNAME=alice',
+      'HTTPS_PROXY=http://127.0.0.1:3128',
+      'HTTP_PROXY=http://127.0.0.1:3128',
+      'http_proxy=http://127.0.0.1:3128',
+      'https_proxy=http://127.0.0.1:3128',
+      'PIP_PROXY=http://127.0.0.1:3128',
+      'PYTHONUSERBASE=/pkgs',
+      'PIP_USER=1',
+      'PIP_BREAK_SYSTEM_PACKAGES=1',
+      'PIP_NO_CACHE_DIR=1',
+      'PIP_DISABLE_PIP_VERSION_CHECK=1',
+      'PIP_NO_WARN_SCRIPT_LOCATION=1',
+    ]);
+    expect(spec.HostConfig?.Tmpfs).to.deep.equal({
+      ...base.HostConfig?.Tmpfs,
+      '/pkgs': 'rw,exec,nosuid,nodev,size=134217728,uid=1000,gid=1000,mode=0700',
+    });
+    expect({ ...spec.HostConfig, Tmpfs: null }).to.deep.equal({ ...base.HostConfig, Tmpfs: null });
+    expect(spec.HostConfig?.NetworkMode).to.equal('none');
+    expect(spec.NetworkDisabled).to.equal(true);
+  });
+
+  it('refuses a /pkgs that does not fit in the memory limit with the other tmpfs mounts', () => {
+    expect(() => buildContainerSpec(input({ egress: { pipSizeBytes: 400 * MiB } }))).to.throw(
+      SandboxPolicyError,
+      /tmpfs mounts with \/pkgs \(\d+\) must be below memoryBytes/,
+    );
+    expect(() => buildContainerSpec(input({ egress: { pipSizeBytes: 0 } }))).to.throw(
+      SandboxPolicyError,
+      /egress\.pipSizeBytes must be a positive integer/,
+    );
+  });
+});
