@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Debian packages the test tiers use as real peers: jupyter_client (signing cross-checks, a Python
-# client) and jupyter-server (gateway mode in front of us). Installed only when missing.
+# client) and jupyter-server (gateway mode in front of us); gcc and python3-dev build the compiled
+# wheel the egress test serves from its loopback mirror. Installed only when missing.
 set -euo pipefail
 need=()
-for pkg in python3-jupyter-client python3-jupyter-server python3-ipykernel; do
+for pkg in python3-jupyter-client python3-jupyter-server python3-ipykernel gcc python3-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
