@@ -195,6 +195,8 @@ describe('egress: pip through the gateway proxy, from real kernels', function ()
         egressBytes: BUDGET,
         // pip at 0.5 CPU on a busy machine: give a cell more than the default 30 s.
         execTimeoutS: 150,
+        // One warm sandbox: its spec is made before any kernel exists, its proxy when it is taken.
+        poolSize: 1,
         logLevel: 'info',
       },
       { logger },
@@ -481,6 +483,32 @@ threading.Thread(target=_slow, args=(${pyData(`http://127.0.0.1:${allowed}/slow`
         closedBefore + 1,
       );
       expect(mirror.slow.closedAt.at(-1)).to.be.at.most(deleted);
+    } finally {
+      k.close();
+    }
+  });
+
+  it('a warm-pool sandbox gets its proxy when it is handed to a kernel', async () => {
+    await waitUntil(() => t.gw.kernels.pool.ready >= 1, 'a ready warm-pool sandbox', 120_000);
+    const pooled = t.gw.kernels.pool.containerIds();
+    const k = await kernel();
+    try {
+      expect(
+        pooled.has(t.gw.kernels.get(k.kernelId).containerId ?? ''),
+        'the kernel got the pooled sandbox',
+      ).to.equal(true);
+      const r = await k.json<{ status: number; body: string }>(
+        'GET through the proxy from a pooled sandbox',
+        `
+import urllib.request
+def _probe(url):
+    with urllib.request.urlopen(url, timeout=30) as f:
+        return {'status': f.status, 'body': f.read().decode()}
+_aido_emit(_probe(${pyData(`http://127.0.0.1:${allowed}/simple/`)}))
+`,
+      );
+      expect(r.status).to.equal(200);
+      expect(r.body).to.include('aido-pure');
     } finally {
       k.close();
     }
