@@ -75,7 +75,7 @@ function responseMode(req: Request): ResponseMode {
 }
 
 /** Server-sent events or NDJSON lines: `{event, data}` per line. */
-class EventWriter {
+export class EventWriter {
   #keepalive: NodeJS.Timeout | undefined;
 
   constructor(

@@ -27,7 +27,15 @@ async function main(): Promise<void> {
     throw err;
   }
   const gateway = createGateway(config);
-  const port = await gateway.listen();
+  let port: number;
+  try {
+    port = await gateway.listen();
+  } catch (err) {
+    // A refusal at start (the state dir held by another gateway, a sandbox uid with a host
+    // account): one clear line, no stack.
+    process.stderr.write(`aido-kernel-gateway: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
   const url = `http://${config.ip.includes(':') ? `[${config.ip}]` : config.ip}:${port}`;
   gateway.logger.info(
     { url, image: config.kernelImage, stateDir: config.stateDir },
@@ -36,7 +44,7 @@ async function main(): Promise<void> {
   process.stdout.write(`aido-kernel-gateway listening on ${url}\n`);
   if (tokenWasGenerated(process.env, argv)) {
     process.stdout.write(
-      `auth token (generated; set AIDO_AUTH_TOKEN to choose one): ${config.authToken}\n`,
+      `auth token (generated; set AIDO_AUTH_TOKEN or AIDO_AUTH_TOKEN_FILE to choose one): ${config.authToken}\n`,
     );
   }
   let stopping = false;

@@ -3,9 +3,16 @@
  * loaded once at start-up from the environment and argv and validated fail-closed.
  */
 import { randomBytes } from 'node:crypto';
+import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
+import { readFileSync } from 'node:fs';
 import { compileEgressPolicy, DEFAULT_EGRESS_ALLOW } from '../security/egress-policy.js';
-import { SHM_SIZE_BYTES, validateLimits } from '../security/policy.js';
+import {
+  DEFAULT_SANDBOX_UID,
+  SANDBOX_UID_COUNT,
+  validateEgress,
+  validateLimits,
+} from '../security/policy.js';
 
 type Parser<T> = (raw: string) => T;
 
@@ -18,6 +25,9 @@ interface Entry<T> {
   /** An empty value means empty, not "the default" (an empty allow-list denies everything). */
   keepEmpty?: true;
 }
+
+/** Shortest token accepted: a guessable token is no gate. */
+export const MIN_TOKEN_LENGTH = 16;
 
 function int(min: number, max: number): Parser<number> {
   return (raw) => {
@@ -82,6 +92,26 @@ function absDir(raw: string): string {
   return path.resolve(raw);
 }
 
+/** The model server's base URL: http(s), and no credentials in it (they would reach logs). */
+function modelServerUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw.trim());
+  } catch {
+    throw new Error(`expected an http(s) URL, got "${raw}"`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new Error(`expected an http(s) URL, got "${raw}"`);
+  if (url.username !== '' || url.password !== '')
+    throw new Error('credentials do not belong in the URL: put the key in AIDO_LLM_API_KEY_FILE');
+  return url.href.replace(/\/+$/, '');
+}
+
+function absFile(raw: string): string {
+  if (raw.trim() === '') throw new Error('expected a file path');
+  return path.resolve(raw);
+}
+
 function logLevel(raw: string): string {
   const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
   if (!levels.includes(raw)) throw new Error(`expected one of ${levels.join(', ')}`);
@@ -108,7 +138,14 @@ const TABLE = {
     flag: '--auth-token',
     default: '',
     parse: str,
-    help: 'shared token clients must present; generated and printed when unset',
+    help: `shared token clients must present (at least ${MIN_TOKEN_LENGTH} characters); generated and printed when unset. The flag is refused: ps shows it to every local user`,
+  },
+  authTokenFile: {
+    env: 'AIDO_AUTH_TOKEN_FILE',
+    flag: '--auth-token-file',
+    default: '',
+    parse: str,
+    help: 'file holding the token (first line; surrounding whitespace ignored), instead of AIDO_AUTH_TOKEN',
   },
   execTimeoutS: {
     env: 'AIDO_EXEC_TIMEOUT',
@@ -152,12 +189,19 @@ const TABLE = {
     parse: int(1, 100000),
     help: 'kernels allowed at once; past it POST /api/kernels is refused with 403',
   },
+  sandboxUid: {
+    env: 'AIDO_SANDBOX_UID',
+    flag: '--sandbox-uid',
+    default: DEFAULT_SANDBOX_UID,
+    parse: int(1, 2 ** 31 - 1 - SANDBOX_UID_COUNT),
+    help: `first of the ${SANDBOX_UID_COUNT} host uids (= gids) kernels run as, one per sandbox; the gateway refuses to start if a host account (passwd, group, subuid, subgid) has one`,
+  },
   stateDir: {
     env: 'AIDO_STATE_DIR',
     flag: '--state-dir',
     default: '/var/lib/aido-kgw',
     parse: absDir,
-    help: 'per-kernel directories (connection file, ipc sockets) live under <dir>/k/',
+    help: 'gateway-owned state: the lock, sandbox records, sessions (root-only; no sandbox mounts it)',
   },
   memoryBytes: {
     env: 'AIDO_MEMORY_LIMIT',
@@ -256,6 +300,83 @@ const TABLE = {
     default: 1800,
     parse: num(0, 86400 * 7),
     help: 'seconds an MCP session may sit idle before it is closed and its own kernel shut down (0: never)',
+  },
+  llmBaseUrl: {
+    env: 'AIDO_LLM_BASE_URL',
+    flag: '--llm-base-url',
+    default: '',
+    parse: modelServerUrl,
+    help: 'OpenAI-compatible Chat Completions URL for POST /api/chat (e.g. http://127.0.0.1:11434/v1); empty: off (503)',
+  },
+  llmModel: {
+    env: 'AIDO_LLM_MODEL',
+    flag: '--llm-model',
+    default: '',
+    parse: str,
+    help: 'model name sent to the model server (required with AIDO_LLM_BASE_URL)',
+  },
+  llmApiKeyFile: {
+    env: 'AIDO_LLM_API_KEY_FILE',
+    flag: '--llm-api-key-file',
+    default: '',
+    parse: absFile,
+    help: "file with the model server's API key, read once at start (never in argv, logs or a sandbox); empty: no key",
+  },
+  llmMaxSteps: {
+    env: 'AIDO_LLM_MAX_STEPS',
+    flag: '--llm-max-steps',
+    default: 8,
+    parse: int(1, 100),
+    help: 'tool rounds per chat request; then the model must answer with what was done',
+  },
+  llmTimeoutS: {
+    env: 'AIDO_LLM_TIMEOUT',
+    flag: '--llm-timeout',
+    default: 120,
+    parse: num(1, 3600),
+    help: 'seconds one model request may take, a streamed answer to its end included',
+  },
+  llmMaxRetries: {
+    env: 'AIDO_LLM_MAX_RETRIES',
+    flag: '--llm-max-retries',
+    default: 2,
+    parse: int(0, 10),
+    help: 'retries of a model request that failed to connect, timed out or got 408/409/429/5xx',
+  },
+  llmToolResultChars: {
+    env: 'AIDO_LLM_TOOL_RESULT_MAX',
+    flag: '--llm-tool-result-max',
+    default: 20_000,
+    parse: int(500, 10_000_000),
+    help: 'characters of a tool result sent to the model; longer results keep their head and tail, with a note',
+  },
+  llmImages: {
+    env: 'AIDO_LLM_IMAGES',
+    flag: '--llm-images',
+    default: false,
+    parse: bool,
+    help: 'send plots to the model as image parts (the model must accept images); false: a short text note',
+  },
+  chatTtlS: {
+    env: 'AIDO_CHAT_TTL',
+    flag: '--chat-ttl',
+    default: 1800,
+    parse: num(1, 86400 * 7),
+    help: 'seconds a chat conversation may sit idle before it is dropped and its own kernel shut down',
+  },
+  maxChats: {
+    env: 'AIDO_MAX_CHATS',
+    flag: '--max-chats',
+    default: 64,
+    parse: int(1, 100_000),
+    help: 'chat conversations kept at once; past it POST /api/chat without a conversation_id is refused with 403',
+  },
+  chatMaxBytes: {
+    env: 'AIDO_CHAT_MAX_BYTES',
+    flag: '--chat-max-bytes',
+    default: 8 * 1024 ** 2,
+    parse: bytes(64 * 1024),
+    help: 'history one chat conversation may hold (messages and steps); past it the conversation takes no new turn (413)',
   },
   wsPingIntervalS: {
     env: 'AIDO_WS_PING_INTERVAL',
@@ -407,9 +528,6 @@ export class ConfigError extends Error {
   }
 }
 
-/** Longest ipc path: <stateDir>/k/<uuid>/k-1 must fit a unix socket path (107 bytes). */
-const IPC_SUFFIX = '/k/00000000-0000-0000-0000-000000000000/k-1';
-
 /**
  * Loads the configuration from `env` and `argv` (flags win over env). Unknown flags and every
  * unparsable value are collected and reported together.
@@ -452,9 +570,33 @@ export function loadConfig(
     }
   }
   const cfg = out as GatewayConfig;
-  if (typeof cfg.stateDir === 'string' && Buffer.byteLength(cfg.stateDir + IPC_SUFFIX) > 107) {
+  if (fromFlags.has('authToken') && !('authToken' in overrides)) {
     problems.push(
-      `AIDO_STATE_DIR / --state-dir: too long for unix socket paths (keep it under ${107 - IPC_SUFFIX.length} bytes)`,
+      '--auth-token: refused, a token on the command line is visible to every local user (ps); use AIDO_AUTH_TOKEN or --auth-token-file',
+    );
+  }
+  if (typeof cfg.authTokenFile === 'string' && cfg.authTokenFile !== '') {
+    if (cfg.authToken !== '' && !('authToken' in overrides)) {
+      problems.push('AIDO_AUTH_TOKEN and AIDO_AUTH_TOKEN_FILE are both set: choose one');
+    } else {
+      try {
+        cfg.authToken = (readFileSync(cfg.authTokenFile, 'utf8').split('\n')[0] ?? '').trim();
+        if (cfg.authToken === '')
+          problems.push(`AIDO_AUTH_TOKEN_FILE: ${cfg.authTokenFile} is empty`);
+      } catch (err) {
+        problems.push(
+          `AIDO_AUTH_TOKEN_FILE: cannot read ${cfg.authTokenFile}: ${(err as Error).message}`,
+        );
+      }
+    }
+  }
+  if (
+    typeof cfg.authToken === 'string' &&
+    cfg.authToken !== '' &&
+    cfg.authToken.length < MIN_TOKEN_LENGTH
+  ) {
+    problems.push(
+      `AIDO_AUTH_TOKEN: too short (${cfg.authToken.length} characters; at least ${MIN_TOKEN_LENGTH}, e.g. openssl rand -hex 32)`,
     );
   }
   if (problems.length === 0) {
@@ -468,10 +610,18 @@ export function loadConfig(
       workspaceSizeBytes: cfg.workspaceSizeBytes,
     };
     for (const p of validateLimits(limits)) problems.push(`sandbox limits: ${p}`);
-    const tmpfs = cfg.tmpSizeBytes + cfg.workspaceSizeBytes + SHM_SIZE_BYTES + cfg.pipSizeBytes;
-    if (cfg.egressAllow.length > 0 && tmpfs >= cfg.memoryBytes) {
+    if (cfg.egressAllow.length > 0)
+      for (const p of validateEgress(limits, { pipSizeBytes: cfg.pipSizeBytes }))
+        problems.push(`AIDO_PIP_SIZE / --pip-size: ${p}`);
+  }
+  if (cfg.llmBaseUrl !== '' && cfg.llmModel === '')
+    problems.push('AIDO_LLM_MODEL / --llm-model: required when AIDO_LLM_BASE_URL is set');
+  if (cfg.llmApiKeyFile !== '') {
+    try {
+      accessSync(cfg.llmApiKeyFile, constants.R_OK);
+    } catch (err) {
       problems.push(
-        `AIDO_PIP_SIZE / --pip-size: /tmp + /workspace + /dev/shm + /pkgs (${tmpfs}) must be below the memory limit (${cfg.memoryBytes}): tmpfs pages count against it`,
+        `AIDO_LLM_API_KEY_FILE / --llm-api-key-file: cannot read ${cfg.llmApiKeyFile} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
       );
     }
   }
@@ -482,8 +632,12 @@ export function loadConfig(
 
 /** Whether the token was generated (not supplied), so the CLI prints it. */
 export function tokenWasGenerated(env: NodeJS.ProcessEnv, argv: readonly string[]): boolean {
+  const given = (flag: string): boolean => argv.some((a) => a === flag || a.startsWith(`${flag}=`));
   return (
-    !env.AIDO_AUTH_TOKEN && !argv.some((a) => a === '--auth-token' || a.startsWith('--auth-token='))
+    !env.AIDO_AUTH_TOKEN &&
+    !env.AIDO_AUTH_TOKEN_FILE &&
+    !given('--auth-token') &&
+    !given('--auth-token-file')
   );
 }
 

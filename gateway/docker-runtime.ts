@@ -1,22 +1,33 @@
 /**
  * The local Docker backend: one hardened container per sandbox, reached over ZeroMQ ipc sockets in
- * a per-sandbox directory that only that container mounts (at /run/kernel).
+ * the sandbox's own tmpfs volume (mounted at /run/kernel; the gateway reaches it at the volume's
+ * mount point). Which kernel a sandbox serves lives in gateway-owned state (labels, the container's
+ * config, root-only records under the state dir), never in anything the sandbox can write.
  */
-import { randomBytes } from 'node:crypto';
-import { chown, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import path from 'node:path';
+import { randomBytes, randomInt } from 'node:crypto';
 import { Writable } from 'node:stream';
 import Docker from 'dockerode';
 import {
   buildContainerSpec,
+  CONNECTION_ENV,
   KERNEL_DIR_IN_CONTAINER,
+  kernelVolumeOptions,
   WORKSPACE_DIR,
   type SandboxEgress,
   type SandboxPolicy,
 } from '../security/policy.js';
 import { GatewayError } from './errors.js';
+import {
+  checkKernelDir,
+  checkSealed,
+  checkSocketPathLength,
+  kernelDirPath,
+  putKernelFile,
+  sealKernelDir,
+} from './kernel-dir.js';
 import type {
   AdoptableSandbox,
+  AdoptionScan,
   ConnectionInfo,
   ExecResult,
   KernelRuntime,
@@ -25,14 +36,16 @@ import type {
   SandboxInfo,
   ZmqChannel,
 } from './runtime.js';
+import { SandboxBindings } from './sandbox-bindings.js';
 
 /** Labels every sandbox carries; the state-dir label scopes ownership to one gateway. */
 export const LABEL_APP = 'org.aido.kernel-gateway';
 export const LABEL_STATE_DIR = 'org.aido.kernel-gateway.state-dir';
 export const LABEL_KERNEL_ID = 'org.aido.kernel-gateway.kernel-id';
-export const LABEL_KERNEL_DIR = 'org.aido.kernel-gateway.kernel-dir';
-
-const SANDBOX_UID = 1000;
+/** The name of the sandbox's kernel-directory volume. */
+export const LABEL_KERNEL_VOLUME = 'org.aido.kernel-gateway.kernel-volume';
+/** The gateway instance that created the sandbox (one live instance per state dir: the lock). */
+export const LABEL_INSTANCE = 'org.aido.kernel-gateway.instance';
 /** The kernel-id label of warm-pool sandboxes: the kernel they serve is decided when one is taken. */
 export const POOL_KERNEL_ID = 'pool';
 const PORTS: Record<ZmqChannel, number> = { shell: 1, iopub: 2, stdin: 3, control: 4, hb: 5 };
@@ -47,6 +60,27 @@ export interface DockerRuntimeOptions {
   startCpus: number;
   /** Egress relay, proxy settings and /pkgs in every sandbox (absent: egress off). */
   egress?: SandboxEgress;
+  /** This gateway instance (labels its sandboxes). */
+  instance: string;
+}
+
+const KEY = /^[0-9a-f]{64}$/;
+
+function endpointsIn(dir: string): Record<ZmqChannel, string> {
+  return Object.fromEntries(
+    Object.entries(PORTS).map(([ch, port]) => [ch, `ipc://${dir}/k-${port}`]),
+  ) as Record<ZmqChannel, string>;
+}
+
+/** The key of a sandbox, from its container config (which the sandbox cannot change). */
+function keyFromEnv(env: readonly string[]): string {
+  const entry = env.find((kv) => kv.startsWith(`${CONNECTION_ENV}=`));
+  if (!entry) throw new Error(`the container has no ${CONNECTION_ENV}`);
+  const conn: unknown = JSON.parse(entry.slice(CONNECTION_ENV.length + 1));
+  const key = (conn as { key?: unknown } | null)?.key;
+  if (typeof key !== 'string' || !KEY.test(key))
+    throw new Error(`the container's ${CONNECTION_ENV} has no valid key`);
+  return key;
 }
 
 function isNotFound(err: unknown): boolean {
@@ -74,7 +108,6 @@ async function execIn(
   try {
     exec = await container.exec({
       Cmd: argv,
-      User: `${SANDBOX_UID}:${SANDBOX_UID}`,
       WorkingDir: WORKSPACE_DIR,
       AttachStdin: stdin !== undefined,
       AttachStdout: true,
@@ -112,13 +145,15 @@ class DockerSandbox implements Sandbox {
   #enforced: Promise<void> | undefined;
 
   constructor(
+    private readonly runtime: DockerRuntime,
     private readonly container: Docker.Container,
     readonly connection: ConnectionInfo,
+    readonly uid: number | null,
+    /** Host mount point of the sandbox's kernel-directory volume. */
     private readonly dir: string,
     private readonly policyNanoCpus: number,
-    boosted: boolean,
+    private readonly boosted: boolean,
   ) {
-    if (!boosted) this.#enforced = Promise.resolve();
     this.exited = this.#watchExit();
   }
 
@@ -156,24 +191,21 @@ class DockerSandbox implements Sandbox {
     }
   }
 
+  /** Seals the kernel directory (its sockets become root's) and lowers a start-up CPU boost. */
   enforceLimits(): Promise<void> {
-    this.#enforced ??= this.container
-      .update({ NanoCpus: this.policyNanoCpus })
-      .then(() => undefined);
+    this.#enforced ??= (async () => {
+      await sealKernelDir(this.dir);
+      if (this.boosted) await this.container.update({ NanoCpus: this.policyNanoCpus });
+    })();
     return this.#enforced;
   }
 
-  hostPath(name: string): string {
-    if (!/^[\w.-]+$/.test(name) || name === '.' || name === '..')
-      throw new Error(`bad file name ${name}`);
-    return path.join(this.dir, name);
+  putFile(name: string, content: string): Promise<void> {
+    return putKernelFile(this.dir, name, content);
   }
 
-  async putFile(name: string, content: string): Promise<void> {
-    if (!/^[\w.-]+$/.test(name)) throw new Error(`bad file name ${name}`);
-    const file = path.join(this.dir, name);
-    await writeFile(file, content, { mode: 0o400 });
-    await chown(file, SANDBOX_UID, SANDBOX_UID);
+  hostPath(name: string): string {
+    return kernelDirPath(this.dir, name);
   }
 
   exec(argv: string[], stdin?: Buffer): Promise<ExecResult> {
@@ -181,34 +213,90 @@ class DockerSandbox implements Sandbox {
   }
 
   destroy(): Promise<void> {
-    this.#destroyed ??= (async () => {
-      try {
-        await this.container.remove({ force: true, v: true });
-      } catch (err) {
-        if (!isNotFound(err) && (err as { statusCode?: number }).statusCode !== 409) throw err;
-      }
-      await rm(this.dir, { recursive: true, force: true });
-    })();
+    this.#destroyed ??= this.runtime.removeContainer(this.container.id);
     return this.#destroyed;
   }
 }
 
 /** {@link KernelRuntime} over the local Docker Engine. */
 export class DockerRuntime implements KernelRuntime {
-  readonly kernelsDir: string;
+  readonly bindings: SandboxBindings;
   /** Pooled sandboxes and the kernels they were handed to (their labels say "pool"). */
   readonly #bound = new Map<string, string>();
+  /** The uid of each sandbox of this gateway, and the uids taken (sandboxes being created too). */
+  readonly #uidOf = new Map<string, number>();
+  readonly #uidsTaken = new Set<number>();
 
   constructor(private readonly opts: DockerRuntimeOptions) {
-    this.kernelsDir = path.join(opts.stateDir, 'k');
+    this.bindings = new SandboxBindings(opts.stateDir);
+  }
+
+  /** A uid of the policy's range that no sandbox of this gateway has (one uid per sandbox). */
+  #takeUid(): number {
+    const { first, count } = this.opts.policy.uidRange;
+    if (this.#uidsTaken.size >= count)
+      throw new GatewayError('KERNEL_START_FAILED', `all ${count} sandbox uids are in use`);
+    for (;;) {
+      const uid = first + randomInt(count);
+      if (this.#uidsTaken.has(uid)) continue;
+      this.#uidsTaken.add(uid);
+      return uid;
+    }
+  }
+
+  #noteUid(containerId: string, user: string): void {
+    const uid = Number(/^(\d+):/.exec(user)?.[1]);
+    if (!Number.isSafeInteger(uid)) return;
+    this.#uidOf.set(containerId, uid);
+    this.#uidsTaken.add(uid);
+  }
+
+  #releaseUid(containerId: string): void {
+    const uid = this.#uidOf.get(containerId);
+    if (uid === undefined) return;
+    this.#uidOf.delete(containerId);
+    this.#uidsTaken.delete(uid);
+  }
+
+  #labels(): Record<string, string> {
+    return {
+      [LABEL_APP]: '1',
+      [LABEL_STATE_DIR]: this.opts.stateDir,
+      [LABEL_INSTANCE]: this.opts.instance,
+    };
+  }
+
+  /** Creates the sandbox's kernel-directory volume; returns its host mount point. */
+  async #createVolume(name: string): Promise<string> {
+    try {
+      await this.opts.docker.createVolume({
+        Name: name,
+        Driver: 'local',
+        DriverOpts: kernelVolumeOptions(),
+        Labels: this.#labels(),
+      });
+      const info = (await this.opts.docker.getVolume(name).inspect()) as { Mountpoint?: string };
+      if (!info.Mountpoint?.startsWith('/')) throw new Error('the volume has no mount point');
+      checkSocketPathLength(info.Mountpoint);
+      return info.Mountpoint;
+    } catch (err) {
+      // Best effort: with the daemon gone this fails too, and the cause must stay the first error.
+      await this.#removeVolume(name).catch(() => undefined);
+      throw this.translate(err, 'creating the kernel directory');
+    }
+  }
+
+  async #removeVolume(name: string): Promise<void> {
+    try {
+      await this.opts.docker.getVolume(name).remove();
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
   }
 
   async createSandbox(kernelId: string | null, env: Record<string, string>): Promise<Sandbox> {
     const short = randomBytes(6).toString('hex');
-    const dir = path.join(this.kernelsDir, short);
-    await mkdir(this.kernelsDir, { recursive: true, mode: 0o711 });
-    await mkdir(dir, { mode: 0o700 });
-    await chown(dir, SANDBOX_UID, SANDBOX_UID);
+    const volume = `aido-kd-${short}`;
     const key = randomBytes(32).toString('hex');
     const connectionFile = {
       transport: 'ipc',
@@ -222,27 +310,29 @@ export class DockerRuntime implements KernelRuntime {
       signature_scheme: 'hmac-sha256',
       kernel_name: 'python3',
     };
-    const file = path.join(dir, 'connection.json');
-    await writeFile(file, JSON.stringify(connectionFile), { mode: 0o400 });
-    await chown(file, SANDBOX_UID, SANDBOX_UID);
-    const endpoints = Object.fromEntries(
-      Object.entries(PORTS).map(([ch, port]) => [ch, `ipc://${dir}/k-${port}`]),
-    ) as Record<ZmqChannel, string>;
-
+    const dir = await this.#createVolume(volume);
+    let uid: number;
+    try {
+      uid = this.#takeUid();
+    } catch (err) {
+      await this.#removeVolume(volume).catch(() => undefined);
+      throw err;
+    }
     const spec = buildContainerSpec({
       policy: this.opts.policy,
+      uid,
       image: this.opts.image,
       kernelId: kernelId ?? POOL_KERNEL_ID,
-      kernelDir: dir,
+      kernelVolume: volume,
+      connectionFile: JSON.stringify(connectionFile),
       name: `aido-k-${kernelId?.slice(0, 8) ?? 'pool'}-${short}`,
       env,
       hostHasAppArmor: this.opts.hostHasAppArmor,
       ...(this.opts.egress ? { egress: this.opts.egress } : {}),
       labels: {
-        [LABEL_APP]: '1',
-        [LABEL_STATE_DIR]: this.opts.stateDir,
+        ...this.#labels(),
         [LABEL_KERNEL_ID]: kernelId ?? POOL_KERNEL_ID,
-        [LABEL_KERNEL_DIR]: dir,
+        [LABEL_KERNEL_VOLUME]: volume,
       },
     });
     // Python's start-up is CPU-bound: a sandbox may start with a larger quota, lowered to the
@@ -255,20 +345,28 @@ export class DockerRuntime implements KernelRuntime {
     try {
       container = await this.opts.docker.createContainer(spec);
     } catch (err) {
-      await rm(dir, { recursive: true, force: true });
+      this.#uidsTaken.delete(uid);
+      await this.#removeVolume(volume).catch(() => undefined);
       throw this.translate(err, 'creating the sandbox');
     }
+    this.#uidOf.set(container.id, uid);
     try {
+      // Recorded before it runs: a gateway that dies from here on leaves a record to adopt by.
+      if (kernelId !== null) await this.bind(container.id, kernelId, env);
       await container.start();
+      // The volume is mounted now; the gateway must see that tmpfs, or it would talk to an empty
+      // directory on its own disk.
+      await checkKernelDir(dir);
     } catch (err) {
-      await container.remove({ force: true, v: true }).catch(() => undefined);
-      await rm(dir, { recursive: true, force: true });
-      throw this.translate(err, 'starting the sandbox');
+      await this.removeContainer(container.id).catch(() => undefined);
+      throw err instanceof GatewayError ? err : this.translate(err, 'starting the sandbox');
     }
     // Only now: Docker's wait ("not-running") returns at once for a container not yet started.
     return new DockerSandbox(
+      this,
       container,
-      { key, signatureScheme: 'hmac-sha256', endpoints },
+      { key, signatureScheme: 'hmac-sha256', endpoints: endpointsIn(dir) },
+      uid,
       dir,
       policyNanoCpus,
       boosted,
@@ -309,58 +407,62 @@ export class DockerRuntime implements KernelRuntime {
     });
   }
 
-  async adoptable(): Promise<AdoptableSandbox[]> {
-    const out: AdoptableSandbox[] = [];
-    for (const c of await this.labelled()) {
-      const dir = c.Labels[LABEL_KERNEL_DIR];
-      if (c.State !== 'running' || !dir || path.dirname(dir) !== this.kernelsDir) continue;
-      // A pooled sandbox handed to a kernel has that kernel's id in its directory; one still
-      // waiting in the pool is not adopted (the new pool starts afresh).
-      const bound = await readFile(path.join(dir, 'kernel-id'), 'utf8').catch(() => undefined);
-      const kernelId = bound?.trim() ?? c.Labels[LABEL_KERNEL_ID];
-      if (!kernelId || kernelId === POOL_KERNEL_ID) continue;
-      let key: string;
-      try {
-        // The kernel rewrites its connection file at start; the key stays the one we gave it.
-        const conn = JSON.parse(await readFile(path.join(dir, 'connection.json'), 'utf8')) as {
-          key?: unknown;
-        };
-        if (typeof conn.key !== 'string') continue;
-        key = conn.key;
-      } catch {
-        continue;
-      }
-      const info = await this.opts.docker.getContainer(c.Id).inspect();
-      const env: Record<string, string> = {};
-      for (const kv of info.Config.Env) {
-        const i = kv.indexOf('=');
-        if (i > 0) env[kv.slice(0, i)] = kv.slice(i + 1);
-      }
-      const handed = await readFile(path.join(dir, 'env.json'), 'utf8').then(
-        (t) => JSON.parse(t) as Record<string, string>,
-        () => ({}),
-      );
-      Object.assign(env, handed);
-      const endpoints = Object.fromEntries(
-        Object.entries(PORTS).map(([ch, port]) => [ch, `ipc://${dir}/k-${port}`]),
-      ) as Record<ZmqChannel, string>;
-      const policyNanoCpus = Math.round(this.opts.policy.limits.cpus * 1e9);
-      // Treated as boosted: the previous gateway may have died before lowering the quota.
-      const sandbox = new DockerSandbox(
-        this.opts.docker.getContainer(c.Id),
-        { key, signatureScheme: 'hmac-sha256', endpoints },
-        dir,
-        policyNanoCpus,
-        true,
-      );
-      this.#bound.set(c.Id, kernelId);
-      out.push({ sandbox, kernelId, env });
+  /**
+   * One labelled, running container: what the gateway recorded of it (binding record, labels,
+   * container config), and its kernel directory sealed. Throws why it cannot be adopted; undefined
+   * for a pooled sandbox never handed out.
+   */
+  async #adoptOne(c: Docker.ContainerInfo): Promise<AdoptableSandbox | undefined> {
+    const label = c.Labels[LABEL_KERNEL_ID];
+    const binding = await this.bindings.read(c.Id);
+    if (!binding) {
+      if (label === POOL_KERNEL_ID) return undefined;
+      throw new Error('no binding record');
     }
-    return out;
+    if (label !== POOL_KERNEL_ID && label !== binding.kernelId)
+      throw new Error(`its label names kernel ${label}, its record ${binding.kernelId}`);
+    const info = await this.opts.docker.getContainer(c.Id).inspect();
+    const key = keyFromEnv(info.Config.Env);
+    const volume = c.Labels[LABEL_KERNEL_VOLUME];
+    const mount = info.Mounts.find(
+      (m) => m.Destination === KERNEL_DIR_IN_CONTAINER && m.Type === 'volume',
+    );
+    if (!volume || mount?.Name !== volume || !mount.Source.startsWith('/'))
+      throw new Error('its kernel directory is not its own volume');
+    await checkSealed(mount.Source);
+    this.#noteUid(c.Id, info.Config.User);
+    // Treated as boosted: the previous gateway may have died before lowering the quota.
+    const sandbox = new DockerSandbox(
+      this,
+      this.opts.docker.getContainer(c.Id),
+      { key, signatureScheme: 'hmac-sha256', endpoints: endpointsIn(mount.Source) },
+      this.#uidOf.get(c.Id) ?? null,
+      mount.Source,
+      Math.round(this.opts.policy.limits.cpus * 1e9),
+      true,
+    );
+    return { sandbox, kernelId: binding.kernelId, env: binding.env };
   }
 
-  bind(containerId: string, kernelId: string): void {
+  async adoptable(): Promise<AdoptionScan> {
+    const scan: AdoptionScan = { adoptable: [], refused: [] };
+    for (const c of await this.labelled()) {
+      if (c.State !== 'running') continue;
+      try {
+        const a = await this.#adoptOne(c);
+        if (!a) continue;
+        this.#bound.set(c.Id, a.kernelId);
+        scan.adoptable.push(a);
+      } catch (err) {
+        scan.refused.push({ containerId: c.Id, reason: (err as Error).message });
+      }
+    }
+    return scan;
+  }
+
+  async bind(containerId: string, kernelId: string, env: Record<string, string>): Promise<void> {
     this.#bound.set(containerId, kernelId);
+    await this.bindings.write(containerId, { kernelId, env });
   }
 
   exec(containerId: string, argv: string[], stdin?: Buffer): Promise<ExecResult> {
@@ -371,33 +473,34 @@ export class DockerRuntime implements KernelRuntime {
     const minAgeMs = opts.minAgeMs ?? 0;
     const cutoff = Date.now() - minAgeMs;
     let removed = 0;
-    const keepDirs = new Set<string>();
+    const live = new Set<string>();
     for (const c of await this.labelled()) {
-      const dir = c.Labels[LABEL_KERNEL_DIR];
-      if (keep.has(c.Id) || c.Created * 1000 > cutoff) {
-        if (dir) keepDirs.add(dir);
-        continue;
-      }
+      live.add(c.Id);
+      if (keep.has(c.Id) || c.Created * 1000 > cutoff) continue;
       await this.removeContainer(c.Id);
+      live.delete(c.Id);
       removed++;
     }
-    const entries = await readdir(this.kernelsDir).catch(() => [] as string[]);
-    for (const name of entries) {
-      const d = path.join(this.kernelsDir, name);
-      if (keepDirs.has(d)) continue;
-      const mtime = await stat(d).then(
-        (st) => st.mtimeMs,
-        () => 0,
-      );
-      if (mtime <= cutoff) await rm(d, { recursive: true, force: true });
+    // Records and volumes whose container is gone (removal interrupted by a crash, say). A volume
+    // still in use answers 409 and stays.
+    for (const id of await this.bindings.containerIds())
+      if (!live.has(id)) await this.bindings.remove(id);
+    const { Volumes } = await this.opts.docker.listVolumes({
+      filters: { label: [`${LABEL_APP}=1`, `${LABEL_STATE_DIR}=${this.opts.stateDir}`] },
+    });
+    for (const v of Volumes) {
+      const created = Date.parse((v as { CreatedAt?: string }).CreatedAt ?? '');
+      if (created > cutoff) continue;
+      await this.#removeVolume(v.Name).catch(() => undefined);
     }
     return removed;
   }
 
+  /** Removes a container, its kernel-directory volume and its binding record. */
   async removeContainer(containerId: string): Promise<void> {
     const c = this.opts.docker.getContainer(containerId);
-    const dir = await c.inspect().then(
-      (i) => (i.Config.Labels as Record<string, string> | null)?.[LABEL_KERNEL_DIR],
+    const volume = await c.inspect().then(
+      (i) => (i.Config.Labels as Record<string, string> | null)?.[LABEL_KERNEL_VOLUME],
       () => undefined,
     );
     try {
@@ -405,9 +508,13 @@ export class DockerRuntime implements KernelRuntime {
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }
-    // Only directories inside our own kernels dir, whatever a label says.
-    if (dir && path.dirname(dir) === this.kernelsDir)
-      await rm(dir, { recursive: true, force: true });
+    // Best effort: after a dockerd restart (live-restore) Docker may refuse to remove the volume of
+    // a container that ran across it ("volume has active mounts") though nothing is mounted; the
+    // container is gone either way, and the reaper tries again.
+    if (volume) await this.#removeVolume(volume).catch(() => undefined);
+    await this.bindings.remove(containerId);
+    this.#bound.delete(containerId);
+    this.#releaseUid(containerId);
   }
 
   async list(): Promise<SandboxInfo[]> {
@@ -424,6 +531,7 @@ export class DockerRuntime implements KernelRuntime {
         kernelId: this.#bound.get(c.Id) ?? c.Labels[LABEL_KERNEL_ID] ?? null,
         created: info.Created,
         state: info.State.Status,
+        user: info.Config.User,
         limits: {
           memory: h.Memory,
           memory_swap: h.MemorySwap,

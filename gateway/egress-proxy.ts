@@ -25,7 +25,7 @@ import {
   type EgressTarget,
   type HostFacts,
 } from '../security/egress-policy.js';
-import { EGRESS_SOCKET_NAME, SANDBOX_USER } from '../security/policy.js';
+import { EGRESS_SOCKET_NAME } from '../security/policy.js';
 import type { Logger } from './logger.js';
 import type { Sandbox } from './runtime.js';
 
@@ -82,7 +82,6 @@ export interface KernelEgressHandle {
   close(): void;
 }
 
-const SANDBOX_UID = Number(SANDBOX_USER.split(':')[0]);
 /** Linux's O_PATH: a handle on the file itself (a socket cannot be opened otherwise). */
 const O_PATH = 0o10000000;
 /** Request headers a proxy must not forward (RFC 9110 §7.6.1) plus its own. */
@@ -219,13 +218,19 @@ class KernelEgress implements KernelEgressHandle {
   async open(sandbox: Sandbox): Promise<void> {
     this.stop();
     const path = sandbox.hostPath(EGRESS_SOCKET_NAME);
+    if (path === null) {
+      this.#log.warn('the runtime gives no local path for the egress socket: no egress');
+      return;
+    }
     const server = net.createServer((socket) => {
       this.#accept(socket);
     });
     this.#server = server;
     this.listed(this, true);
     try {
-      // A stale socket from an adopted sandbox's previous gateway; unlink never follows a symlink.
+      // An adopted sandbox's socket from its previous gateway (root's: the kernel could not replace
+      // it), or whatever the kernel put there if that gateway had no egress. unlink never follows a
+      // symlink, and bind(2) refuses a name the kernel creates in between.
       await unlink(path).catch((err: unknown) => {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       });
@@ -239,7 +244,7 @@ class KernelEgress implements KernelEgressHandle {
       server.on('error', (err) => {
         this.#log.warn({ err: String(err) }, 'egress listener failed');
       });
-      await handOver(path);
+      await handOver(path, sandbox.uid);
       this.#log.debug({ socket: path }, 'egress proxy listening');
     } catch (err) {
       if (this.#server === server) this.stop();
@@ -598,23 +603,25 @@ function connect(address: string, port: number, timeoutMs: number): Promise<net.
 }
 
 /**
- * Makes the socket connectable by the sandbox user, without following a symlink the sandbox may
+ * Makes the socket connectable by the sandbox's uid, without following a symlink the sandbox may
  * have put in its place: the file is opened with O_PATH|O_NOFOLLOW, must be a socket owned by the
- * gateway's user (one the sandbox made would be uid 1000's), and is changed through its
- * /proc/self/fd link, which names that inode and nothing else.
+ * gateway's user (one the sandbox made would be its own uid's), and is changed through its
+ * /proc/self/fd link, which names that inode and nothing else. It stays root's, with the sandbox's
+ * gid and mode 0660: the kernel connects through its group, and the sticky, root-owned kernel
+ * directory keeps it from removing or replacing a file it does not own.
  */
-async function handOver(path: string): Promise<void> {
+async function handOver(path: string, sandboxUid: number | null): Promise<void> {
   const handle = await open(path, O_PATH | fsConstants.O_NOFOLLOW);
   try {
     const st = await handle.stat();
     const me = process.getuid?.() ?? 0;
     if (!st.isSocket() || st.uid !== me) throw new Error(`${path} is not the proxy's socket`);
     const self = `/proc/self/fd/${handle.fd}`;
-    if (me === 0) {
-      await chown(self, SANDBOX_UID, SANDBOX_UID);
-      await chmod(self, 0o600);
+    if (me === 0 && sandboxUid !== null) {
+      await chown(self, 0, sandboxUid);
+      await chmod(self, 0o660);
     } else {
-      // Not root (a development run): the sandbox user can only reach a world-writable socket.
+      // Not root (a development run) or no known uid: only a world-writable socket is reachable.
       await chmod(self, 0o666);
     }
   } finally {

@@ -23,6 +23,14 @@ export type GatewayErrorCode =
   | 'FILE_NOT_FOUND'
   | 'WORKSPACE_FULL'
   | 'SANDBOX_EXEC_FAILED'
+  | 'CHAT_NOT_CONFIGURED'
+  | 'CONVERSATION_NOT_FOUND'
+  | 'CONVERSATION_BUSY'
+  | 'CONVERSATION_TOO_LARGE'
+  | 'TOO_MANY_CONVERSATIONS'
+  | 'MODEL_UNREACHABLE'
+  | 'MODEL_ERROR'
+  | 'MODEL_TIMEOUT'
   | 'INTERNAL';
 
 const STATUS: Record<GatewayErrorCode, { status: number; reason: string }> = {
@@ -48,6 +56,15 @@ const STATUS: Record<GatewayErrorCode, { status: number; reason: string }> = {
   WORKSPACE_FULL: { status: 507, reason: 'Insufficient Storage' },
   // Mostly a sandbox at its process limit (an exec is one more process): worth a retry later.
   SANDBOX_EXEC_FAILED: { status: 503, reason: 'Service Unavailable' },
+  CHAT_NOT_CONFIGURED: { status: 503, reason: 'Service Unavailable' },
+  CONVERSATION_NOT_FOUND: { status: 404, reason: 'Not Found' },
+  CONVERSATION_BUSY: { status: 409, reason: 'Conflict' },
+  CONVERSATION_TOO_LARGE: { status: 413, reason: 'Payload Too Large' },
+  TOO_MANY_CONVERSATIONS: { status: 403, reason: 'Resource Limit' },
+  // The model server is upstream of the gateway: its failures are a bad or missing gateway answer.
+  MODEL_UNREACHABLE: { status: 502, reason: 'Bad Gateway' },
+  MODEL_ERROR: { status: 502, reason: 'Bad Gateway' },
+  MODEL_TIMEOUT: { status: 504, reason: 'Gateway Timeout' },
   INTERNAL: { status: 500, reason: 'Internal Server Error' },
 };
 

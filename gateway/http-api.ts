@@ -28,6 +28,12 @@ export interface HttpApiDeps {
   metrics?: Pick<GatewayMetrics, 'contentType' | 'render'>;
   /** The agent surface (execute, workspace files, MCP): parses its own bodies. */
   agentApi?: express.Router;
+  /** POST /api/chat and its conversations: parses its own bodies. */
+  chatApi?: express.Router;
+  /** The security console's static page (/console): no data in it, served without the token. */
+  consolePage?: express.Router;
+  /** What the console reads beyond the security API (events, stats), behind the token. */
+  consoleApi?: express.Router;
 }
 
 function sendError(res: Response, err: GatewayError): void {
@@ -59,6 +65,7 @@ export function createHttpApi(deps: HttpApiDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  if (deps.consolePage) app.use(deps.consolePage);
 
   // CORS per configuration; OPTIONS is answered without auth (as Kernel Gateway does).
   app.use((req: Request, res: Response, next: NextFunction) => {
@@ -95,6 +102,8 @@ export function createHttpApi(deps: HttpApiDeps): express.Express {
   });
   // Before the JSON parser: uploads are raw bytes and /mcp takes larger JSON bodies.
   if (deps.agentApi) app.use(deps.agentApi);
+  if (deps.chatApi) app.use(deps.chatApi);
+  if (deps.consoleApi) app.use(deps.consoleApi);
   app.use(express.json({ limit: '1mb', type: () => true }));
 
   const metrics = deps.metrics;

@@ -5,6 +5,7 @@ import { performance } from 'node:perf_hooks';
 import type { GatewayConfig } from './config.js';
 import type { EgressProxies } from './egress-proxy.js';
 import { GatewayError } from './errors.js';
+import { KernelDeaths, type DeathCause } from './kernel-deaths.js';
 import { kernelEnvFrom } from './kernel-env.js';
 import { KernelSession, type KernelSessionOptions } from './kernel-session.js';
 import type { KernelSpecs } from './kernelspecs.js';
@@ -27,6 +28,9 @@ export class KernelRegistry {
 
   /** Sandboxes started ahead of demand (AIDO_POOL_SIZE; 0: none). */
   readonly pool: WarmPool;
+
+  /** The recent ends of kernels' sandboxes, newest first (the security console's events). */
+  readonly deaths = new KernelDeaths();
 
   constructor(
     private readonly config: GatewayConfig,
@@ -56,9 +60,13 @@ export class KernelRegistry {
   ): Promise<{ sandbox: Sandbox; pooled: boolean }> => {
     const pooled = this.pool.take();
     if (pooled) {
-      this.runtime.bind(pooled.id, kernelId);
-      // Its label says "pool": a gateway restarted later learns the kernel id from this file.
-      await pooled.putFile('kernel-id', kernelId);
+      // Its label says "pool": a gateway restarted later learns the kernel from this record.
+      try {
+        await this.runtime.bind(pooled.id, kernelId, env);
+      } catch (err) {
+        await pooled.destroy().catch(() => undefined);
+        throw err;
+      }
       return { sandbox: pooled, pooled: true };
     }
     return { sandbox: await this.runtime.createSandbox(kernelId, env), pooled: false };
@@ -143,12 +151,23 @@ export class KernelRegistry {
 
   /**
    * Takes over the running sandboxes a previous gateway left (killed, crashed, restarted): the
-   * kernels keep their ids and state. Returns how many were adopted; the rest is for the reaper.
+   * kernels keep their ids and state. Each sandbox is handled alone: one that cannot be verified
+   * or fails to start is logged and left to the reaper (which removes it alone). Returns how many
+   * were adopted; throws only when the runtime cannot list sandboxes at all.
    */
   async adopt(): Promise<number> {
     let adopted = 0;
-    for (const a of await this.runtime.adoptable()) {
-      if (this.#kernels.has(a.kernelId) || !UUID.test(a.kernelId)) continue;
+    const scan = await this.runtime.adoptable();
+    for (const r of scan.refused)
+      this.logger.warn({ container: r.containerId, why: r.reason }, 'not adopting a sandbox');
+    for (const a of scan.adoptable) {
+      if (this.#kernels.has(a.kernelId) || !UUID.test(a.kernelId)) {
+        this.logger.warn(
+          { container: a.sandbox.id, kernel: a.kernelId },
+          'not adopting a sandbox: its kernel id is invalid or already adopted',
+        );
+        continue;
+      }
       let first = true;
       const acquire: KernelSessionOptions['acquire'] = async (kernelId, env) => {
         if (first) {
@@ -199,6 +218,9 @@ export class KernelRegistry {
       startTimeoutMs: this.config.kernelStartTimeoutS * 1000,
       ...(this.metrics ? { metrics: this.metrics } : {}),
       ...(this.egress ? { egress: this.egress.forKernel(id) } : {}),
+      onSandboxDeath: (d) => {
+        this.deaths.record(d);
+      },
       iopubRate: {
         msgsPerSecond: this.config.iopubMsgRateLimit,
         bytesPerSecond: this.config.iopubDataRateLimit,
@@ -217,6 +239,7 @@ export class KernelRegistry {
   async shutdown(id: string): Promise<void> {
     const k = this.get(id);
     this.#kernels.delete(id);
+    this.#recordEnd(k, 'shutdown', 'shut down at a client request');
     await k.shutdown();
     this.pool.rebalance();
   }
@@ -233,8 +256,19 @@ export class KernelRegistry {
     const k = this.get(id);
     this.#kernels.delete(id);
     if (opts.cause) this.metrics?.kill(opts.cause);
+    this.#recordEnd(k, opts.cause === 'panic' ? 'panic' : 'stopped', reason);
     await k.shutdown(opts.notice === undefined ? { reason } : { reason, notice: opts.notice });
     this.pool.rebalance();
+  }
+
+  #recordEnd(k: KernelSession, cause: DeathCause, reason: string): void {
+    this.deaths.record({
+      kernel_id: k.id,
+      container_id: k.containerId ?? null,
+      cause,
+      reason,
+      exit_code: null,
+    });
   }
 
   /** Shuts every kernel down (gateway shutdown). */

@@ -25,6 +25,7 @@ import {
 } from './client-channels.js';
 import { WsSink, type WireProtocol } from './ws-sink.js';
 import { IopubRateLimit } from './iopub-rate-limit.js';
+import type { KernelDeath } from './kernel-deaths.js';
 import { ExecutionDeadline, InterruptLadder, realTimers, type Timers } from './deadline.js';
 import { GatewayError } from './errors.js';
 import type { KernelEgressHandle } from './egress-proxy.js';
@@ -66,6 +67,8 @@ export interface KernelSessionOptions {
   metrics?: MetricsSink;
   /** The kernel's egress proxy (gateway/egress-proxy.ts); absent: egress is off. */
   egress?: KernelEgressHandle;
+  /** Told when the sandbox stopped on its own or was killed by the ladder (not at shutdown). */
+  onSandboxDeath?: (death: Omit<KernelDeath, 'at'>) => void;
 }
 
 /** Requests whose replies and status messages do not count as user activity. */
@@ -216,8 +219,6 @@ export class KernelSession implements ChannelHost {
       throw new GatewayError('KERNEL_NOT_FOUND', `kernel ${this.id} was shut down while starting`);
     }
     this.#sandbox = sandbox;
-    // Before any user code can run in this (never reused) sandbox.
-    await this.opts.egress?.open(sandbox);
     this.#signer = new Signer(sandbox.connection.key);
     this.#iopubSeen = false;
     this.#killReason = undefined;
@@ -255,6 +256,9 @@ export class KernelSession implements ChannelHost {
     try {
       await this.#waitReady(sandbox, gen);
       await sandbox.enforceLimits();
+      // After the kernel directory is sealed and before any user code can run in this (never
+      // reused) sandbox: the socket is created where nothing the kernel planted can be in the way.
+      await this.opts.egress?.open(sandbox);
       if (pooled) await this.#injectEnv(sandbox);
     } catch (err) {
       this.#closeLinks();
@@ -735,6 +739,19 @@ export class KernelSession implements ChannelHost {
         : `the kernel exited with code ${exit.exitCode ?? 'unknown'}`);
     this.#log.warn({ reason, exit }, 'sandbox stopped');
     if (exit.oomKilled) this.opts.metrics?.oom();
+    this.opts.onSandboxDeath?.({
+      kernel_id: this.id,
+      container_id: this.#sandbox?.id ?? null,
+      cause: killedByWatchdog
+        ? this.#ladderCause === 'deadline'
+          ? 'watchdog_kill'
+          : 'interrupt_kill'
+        : exit.oomKilled
+          ? 'oom'
+          : 'exit',
+      reason,
+      exit_code: exit.exitCode,
+    });
     this.#deadline.disarmAll();
     this.#ladder.settle();
     const active = this.#activeExecution;

@@ -1,7 +1,7 @@
 /**
  * The container runtime as the rest of the gateway sees it: a narrow interface, so that the Docker
- * backend (ipc over a bind-mounted directory) can be joined later by others (Kubernetes + TCP/Curve)
- * without touching the bridge.
+ * backend (ipc sockets in a per-sandbox tmpfs volume) can be joined later by others (Kubernetes +
+ * TCP/Curve) without touching the bridge.
  */
 
 /** ZMQ channels of a kernel. */
@@ -34,25 +34,33 @@ export interface Sandbox {
   /** Container id. */
   readonly id: string;
   readonly connection: ConnectionInfo;
+  /** The uid (also the gid) the sandbox's processes run as; null where the runtime cannot say. */
+  readonly uid: number | null;
   /** Settles once the container has stopped. */
   readonly exited: Promise<SandboxExit>;
   /** Sends a signal to the container's init (SIGINT reaches the kernel's process group). */
   signal(signal: 'SIGINT' | 'SIGKILL'): Promise<void>;
   /**
-   * Applies the policy's limits that start-up was allowed to exceed (the CPU quota): must run
-   * before any user code can. Idempotent.
+   * Applies the policy's limits that start-up was allowed to exceed (the CPU quota) and closes
+   * what start-up left open to the kernel (the Docker backend takes the kernel's ipc sockets over,
+   * so that the kernel can no longer replace them): must run after the kernel answered and before
+   * any user code can. Idempotent.
    */
   enforceLimits(): Promise<void>;
   /**
-   * The host path of `name` in the kernel's private directory (/run/kernel/<name> inside), for a
-   * socket the gateway listens on there. The sandbox can replace anything at that path: never
-   * read, follow or connect to it.
+   * Creates a file the kernel can read but not change in its private directory
+   * (/run/kernel/<name>). Fails if the name exists: nothing the kernel planted is followed.
    */
-  hostPath(name: string): string;
-  /** Writes a read-only file for the kernel into its private directory (/run/kernel/<name>). */
   putFile(name: string, content: string): Promise<void>;
   /**
-   * Runs `argv` inside the sandbox as the sandbox user (uid 1000) in /workspace, under the
+   * Where the gateway reaches the file `name` of the kernel's private directory on its own side
+   * (e.g. to bind a unix socket the kernel connects to at /run/kernel/<name>); null where the
+   * runtime has no local directory (a remote backend). The kernel can write that directory: create
+   * there only with exclusive, non-following calls (bind(2) is one).
+   */
+  hostPath(name: string): string | null;
+  /**
+   * Runs `argv` inside the sandbox as the sandbox user (its unmapped uid) in /workspace, under the
    * container's own limits (every exec process counts against the pids limit), feeding `stdin`
    * and collecting stdout and stderr as raw bytes.
    */
@@ -67,17 +75,29 @@ export interface SandboxInfo {
   kernelId: string | null;
   created: string;
   state: string;
+  /** The uid:gid its processes run as. */
+  user: string;
   limits: Record<string, unknown>;
   securityOpt: string[];
   runtime: string;
 }
 
-/** A running sandbox that a restarted gateway can take over, with what it knows of its kernel. */
+/**
+ * A running sandbox that a restarted gateway can take over, with what the gateway recorded of its
+ * kernel (gateway-owned state, never read back from the sandbox).
+ */
 export interface AdoptableSandbox {
   sandbox: Sandbox;
   kernelId: string;
-  /** The environment the sandbox was given (unfiltered; the caller applies its allow-list). */
+  /** The environment the kernel was given (the caller applies its allow-list again). */
   env: Record<string, string>;
+}
+
+/** What a restarted gateway found: sandboxes to adopt, and those it cannot verify (with why). */
+export interface AdoptionScan {
+  adoptable: AdoptableSandbox[];
+  /** Each is left to the reaper, which removes it alone. */
+  refused: { containerId: string; reason: string }[];
 }
 
 /** Creates and tracks sandboxes. */
@@ -92,14 +112,20 @@ export interface KernelRuntime {
    * With `minAgeMs`, only those older than that (so a sandbox being created is not taken).
    */
   reapOrphans(keep: ReadonlySet<string>, opts?: { minAgeMs?: number }): Promise<number>;
-  /** Records that a (pooled) sandbox now serves `kernelId`, for listings. */
-  bind(containerId: string, kernelId: string): void;
+  /**
+   * Records, in gateway-owned state, that a (pooled) sandbox now serves `kernelId` with `env`: a
+   * gateway restarted later adopts it from that record.
+   */
+  bind(containerId: string, kernelId: string, env: Record<string, string>): Promise<void>;
   /** Removes one labelled container (and its directory) by id. */
   removeContainer(containerId: string): Promise<void>;
   /** {@link Sandbox.exec} in the running sandbox `containerId` (callers that hold only the id). */
   exec(containerId: string, argv: string[], stdin?: Buffer): Promise<ExecResult>;
-  /** Running sandboxes of this state dir bound to a kernel (after a gateway restart). */
-  adoptable(): Promise<AdoptableSandbox[]>;
+  /**
+   * Running sandboxes of this state dir bound to a kernel (after a gateway restart), each checked
+   * on its own: one that cannot be verified is refused, never a reason to give up on the others.
+   */
+  adoptable(): Promise<AdoptionScan>;
   /** Every labelled container of this state dir. */
   list(): Promise<SandboxInfo[]>;
   /** Whether the container engine answers. */

@@ -2,7 +2,6 @@
  * The security API's logic: panic, the sandbox listing with limits as Docker reports them,
  * targeted removal, and a health report read back from live sandboxes.
  */
-import type Docker from 'dockerode';
 import { appArmorStatus, type AppArmorHostFacts } from '../security/apparmor.js';
 import { describeDisabledControls, type SandboxPolicy } from '../security/policy.js';
 import type { GatewayConfig } from './config.js';
@@ -11,14 +10,35 @@ import { GatewayError } from './errors.js';
 import type { KernelRegistry } from './kernel-registry.js';
 import type { Logger } from './logger.js';
 import type { KernelRuntime } from './runtime.js';
+import { hostAccountsIn } from './sandbox-uid.js';
 import type { SessionStore } from './sessions.js';
+
+/** A kernel image as the container engine holds it. */
+export interface EngineImage {
+  /** The engine's id for the image. */
+  id: string;
+  /** The content hash kernel-image/build.sh labels the image with, when present. */
+  hash: string | null;
+}
+
+/**
+ * What the health report asks of the engine that runs the sandboxes, whichever backend that is
+ * (Docker here; a Kubernetes backend answers with the API server's version and the image the
+ * nodes pull). Keeps the engine's client library below this seam.
+ */
+export interface EngineInfo {
+  /** The engine's version, or null when it does not answer. */
+  version(): Promise<string | null>;
+  /** The kernel image `ref`, or null when the engine does not have it. */
+  image(ref: string): Promise<EngineImage | null>;
+}
 
 export interface SecurityServiceDeps {
   config: GatewayConfig;
   kernels: KernelRegistry;
   sessions: SessionStore;
   runtime: KernelRuntime;
-  docker: Docker;
+  engine: EngineInfo;
   policy: SandboxPolicy;
   appArmor: AppArmorHostFacts;
   logger: Logger;
@@ -115,25 +135,19 @@ export class SecurityService {
     let image: Record<string, unknown> = { name: config.kernelImage, present: false };
     let live: Awaited<ReturnType<KernelRuntime['list']>> = [];
     if (reachable) {
-      dockerVersion = await this.d.docker
-        .version()
-        .then((v) => v.Version)
-        .catch(() => null);
-      image = await this.d.docker
-        .getImage(config.kernelImage)
-        .inspect()
-        .then((i) => ({
-          name: config.kernelImage,
-          present: true,
-          id: i.Id,
-          hash:
-            (i.Config.Labels as Record<string, string> | null)?.['org.aido.kernel-image.hash'] ??
-            null,
-        }))
-        .catch(() => ({ name: config.kernelImage, present: false }));
+      dockerVersion = await this.d.engine.version().catch(() => null);
+      const found = await this.d.engine.image(config.kernelImage).catch(() => null);
+      if (found) image = { name: config.kernelImage, present: true, ...found };
       live = await this.d.runtime.list().catch(() => []);
     }
     const running = live.filter((c) => c.state === 'running');
+    const { first, count } = policy.uidRange;
+    /** The uid of a `uid:gid` user in the sandbox range with gid = uid, else undefined. */
+    const uidOf = (user: string): number | undefined => {
+      const m = /^(\d+):(\d+)$/.exec(user);
+      const uid = Number(m?.[1]);
+      return m && m[1] === m[2] && uid >= first && uid < first + count ? uid : undefined;
+    };
     const every = (pred: (opts: string[]) => boolean): boolean | null =>
       running.length === 0 ? null : running.every((c) => pred(c.securityOpt));
     const disabled = describeDisabledControls(policy);
@@ -168,6 +182,18 @@ export class SecurityService {
             appArmor.state === 'enforced'
               ? every((o) => o.some((s) => s.startsWith('apparmor=')))
               : false,
+        },
+        user: {
+          uid_first: policy.uidRange.first,
+          uid_count: policy.uidRange.count,
+          // Checked at start (the gateway refuses a range with a host account); read again here.
+          host_account: hostAccountsIn(policy.uidRange.first, policy.uidRange.count),
+          in_force_on_live_sandboxes:
+            running.length === 0 ? null : running.every((c) => uidOf(c.user) !== undefined),
+          one_uid_per_sandbox:
+            running.length === 0
+              ? null
+              : new Set(running.map((c) => c.user)).size === running.length,
         },
         read_only_rootfs: policy.readOnlyRootfs,
         network: 'none',

@@ -2,18 +2,23 @@
  * Assembles the gateway from its parts. `createGateway(config)` builds everything without
  * listening, so tests can `listen()` on port 0; `close()` drains requests and removes every sandbox.
  */
-import { mkdirSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import Docker from 'dockerode';
 import { readAppArmorHostFacts } from '../security/apparmor.js';
 import { compileEgressPolicy } from '../security/egress-policy.js';
-import { DEFAULT_LIMITS, type SandboxPolicy } from '../security/policy.js';
+import { DEFAULT_LIMITS, SANDBOX_UID_COUNT, type SandboxPolicy } from '../security/policy.js';
 import { createAgentApi } from './agent-api.js';
 import { AgentExecutor } from './agent-execution.js';
+import { createChatApi } from './chat-api.js';
 import type { GatewayConfig } from './config.js';
+import { createConsoleApi } from './console-api.js';
+import { createConsoleRoute } from './console-route.js';
 import { Culler } from './culler.js';
+import { dockerEngineInfo } from './docker-engine-info.js';
 import { DockerRuntime } from './docker-runtime.js';
 import { EgressProxies } from './egress-proxy.js';
 import { createHttpApi } from './http-api.js';
@@ -23,8 +28,11 @@ import { createLogger, type Logger } from './logger.js';
 import { McpGateway } from './mcp-server.js';
 import { GatewayMetrics } from './metrics.js';
 import type { KernelRuntime } from './runtime.js';
+import { SandboxStats } from './sandbox-stats.js';
+import { hostAccountsIn } from './sandbox-uid.js';
 import { SecurityService } from './security-service.js';
 import { SessionStore } from './sessions.js';
+import { StateDirLock } from './state-lock.js';
 import { WorkspaceFiles, type SandboxExec } from './workspace-files.js';
 import { createChannelsServer } from './ws-server.js';
 
@@ -36,7 +44,12 @@ export interface Gateway {
   readonly runtime: KernelRuntime;
   readonly logger: Logger;
   readonly metrics: GatewayMetrics;
-  /** Listens on config.ip:config.port; resolves with the bound port. */
+  /** This run's id; its sandboxes carry it in a label. */
+  readonly instance: string;
+  /**
+   * Locks the state dir (refused while another gateway holds it), checks the sandbox uid, adopts
+   * what a previous run left, and listens on config.ip:config.port; resolves with the bound port.
+   */
   listen(): Promise<number>;
   /** Refuses new requests (503), closes sockets, removes every sandbox. Idempotent. */
   close(): Promise<void>;
@@ -60,6 +73,7 @@ export function policyFrom(config: GatewayConfig): SandboxPolicy {
     noNewPrivileges: true,
     readOnlyRootfs: true,
     runtime: config.runtime === '' ? null : config.runtime,
+    uidRange: { first: config.sandboxUid, count: SANDBOX_UID_COUNT },
   };
 }
 
@@ -76,8 +90,10 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
   // Only a loaded profile may be named in SecurityOpt: Docker refuses to start a container with an
   // unknown one.
   const appArmorUsable = appArmor.enabled && appArmor.profileLoaded;
+  const instance = randomUUID();
   const runtime = new DockerRuntime({
     docker,
+    instance,
     stateDir: config.stateDir,
     image: config.kernelImage,
     policy,
@@ -133,14 +149,16 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       }
     },
   });
+  // Gateway-owned state: root's alone (no sandbox mounts any of it).
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+  chmodSync(config.stateDir, 0o700);
   const sessions = new SessionStore(kernels, path.join(config.stateDir, 'sessions.json'));
   const security = new SecurityService({
     config,
     kernels,
     sessions,
     runtime,
-    docker,
+    engine: dockerEngineInfo(docker),
     policy,
     appArmor,
     logger,
@@ -160,6 +178,14 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
     logger: logger.child({ component: 'mcp' }),
   });
   const agentApi = createAgentApi({ config, kernels, executor, files, mcp, logger });
+  // The same execution path with a smaller output cap: a chat keeps every step's outputs in memory.
+  const chatExecutor = new AgentExecutor({
+    files,
+    exec: sandboxExec,
+    logger,
+    maxOutputBytes: 2 * 1024 ** 2,
+  });
+  const chat = createChatApi({ config, kernels, executor: chatExecutor, files, logger });
   const app = createHttpApi({
     config,
     kernels,
@@ -169,7 +195,10 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
     logger,
     isDraining,
     agentApi,
+    chatApi: chat.router,
     metrics,
+    consolePage: createConsoleRoute(),
+    consoleApi: createConsoleApi({ config, kernels, stats: new SandboxStats(docker) }),
   });
   // A request target that is not a URL (an absolute-form target with a broken host, say) matches
   // no Express route at all; answer it here with the gateway's JSON error instead.
@@ -200,8 +229,10 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
 
   let closed: Promise<void> | undefined;
   let reaper: NodeJS.Timeout | undefined;
+  let lock: StateDirLock | undefined;
   const gateway: Gateway = {
     config,
+    instance,
     server,
     kernels,
     sessions,
@@ -209,18 +240,31 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
     logger,
     metrics,
     async listen() {
+      const accounts = hostAccountsIn(config.sandboxUid, SANDBOX_UID_COUNT);
+      if (accounts.length > 0) {
+        throw new Error(
+          `AIDO_SANDBOX_UID: the sandbox uids ${config.sandboxUid}..${config.sandboxUid + SANDBOX_UID_COUNT - 1} include ${accounts.join(', ')}: choose a range no host account has`,
+        );
+      }
+      // One live gateway per state dir: a second one would adopt and reap the first one's kernels.
+      lock ??= await StateDirLock.acquire(config.stateDir, instance);
       // Kernels outlive the gateway: take over the sandboxes a previous run left, then remove
-      // whatever could not be adopted (stopped containers, unbound pool sandboxes, stray dirs).
-      const adopted = await kernels.adopt().catch((err: unknown) => {
+      // whatever could not be adopted (stopped containers, unbound pool sandboxes). When the
+      // sandboxes cannot even be listed, nothing is reaped: an error is never a reason to remove.
+      let adopted: number | undefined;
+      try {
+        adopted = await kernels.adopt();
+      } catch (err) {
         logger.warn({ err: String(err) }, 'could not adopt running sandboxes (is Docker up?)');
-        return 0;
-      });
-      if (adopted > 0) logger.info({ adopted }, 'adopted kernels from a previous run');
-      const reaped = await runtime.reapOrphans(kernels.containerIds()).catch((err: unknown) => {
-        logger.warn({ err: String(err) }, 'could not reap orphaned sandboxes (is Docker up?)');
-        return 0;
-      });
-      if (reaped > 0) logger.info({ reaped }, 'removed orphaned sandboxes');
+      }
+      if (adopted !== undefined) {
+        if (adopted > 0) logger.info({ adopted }, 'adopted kernels from a previous run');
+        const reaped = await runtime.reapOrphans(kernels.containerIds()).catch((err: unknown) => {
+          logger.warn({ err: String(err) }, 'could not reap orphaned sandboxes (is Docker up?)');
+          return 0;
+        });
+        if (reaped > 0) logger.info({ reaped }, 'removed orphaned sandboxes');
+      }
       // Later orphans (a sandbox whose kernel failed half-way, a container left by a crash of
       // Docker calls) are reaped periodically; young ones may still be starting.
       reaper = setInterval(() => {
@@ -252,6 +296,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
         await culler.stop();
         channels.close();
         await mcp.close();
+        await chat.close();
         const n = await kernels.shutdownAll();
         egress?.closeAll();
         logger.info({ kernels: n }, 'all kernels removed');
@@ -261,6 +306,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
           });
           server.closeAllConnections();
         });
+        lock?.release();
       })();
       return closed;
     },

@@ -21,6 +21,7 @@ npm run lint
 npm run typecheck
 step "build"
 npm run build
-step "tests (unit, integration, docker)"
+step "tests (unit, integration, docker, browser)"
 npx mocha --config .mocharc.json --reporter ./test/summary-reporter.cjs \
-  'test/unit/**/*.test.ts' 'test/integration/**/*.test.ts' 'test/docker/**/*.test.ts'
+  'test/unit/**/*.test.ts' 'test/integration/**/*.test.ts' 'test/docker/**/*.test.ts' \
+  'test/browser/**/*.test.ts'

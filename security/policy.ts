@@ -8,7 +8,7 @@
  *
  * @packageDocumentation
  */
-import type { ContainerCreateOptions, HostConfig } from 'dockerode';
+import type { ContainerCreateOptions, HostConfig, MountSettings } from 'dockerode';
 import { seccompProfileJson } from './seccomp.js';
 
 /** Resource limits of one sandbox. */
@@ -44,6 +44,12 @@ export interface SandboxPolicy {
   readOnlyRootfs: boolean;
   /** Docker runtime (e.g. `runsc` for gVisor); `null`: the daemon's default (runc). */
   runtime: string | null;
+  /**
+   * The host uids (each also the gid) sandboxes run as, one per sandbox: no two live sandboxes
+   * share one, so a process that escapes one sandbox cannot signal another's. The range must name
+   * no host account (the gateway checks the host's account files at start).
+   */
+  uidRange: { first: number; count: number };
 }
 
 /** Everything {@link buildContainerSpec} needs to describe one sandbox. */
@@ -54,12 +60,22 @@ export interface SandboxSpecInput {
   image: string;
   /** The kernel this sandbox serves (used in error messages). */
   kernelId: string;
-  /** Absolute host directory bind-mounted at {@link KERNEL_DIR_IN_CONTAINER}. */
-  kernelDir: string;
+  /**
+   * Name of the sandbox's own Docker volume (a capped tmpfs, see {@link kernelVolumeOptions})
+   * mounted at {@link KERNEL_DIR_IN_CONTAINER}. Never a host directory.
+   */
+  kernelVolume: string;
+  /**
+   * The kernel's connection file (JSON text). It travels in the container's environment
+   * ({@link CONNECTION_ENV}); the launcher writes it inside the sandbox, so no host path is involved.
+   */
+  connectionFile: string;
   /** Container labels (ownership, kernel id); used for clean-up and panic. */
   labels: Record<string, string>;
   /** Kernel environment, already allow-listed by the caller. */
   env: Record<string, string>;
+  /** This sandbox's own uid (and gid), from the policy's {@link SandboxPolicy.uidRange}. */
+  uid: number;
   /** Container name. */
   name: string;
   /** Whether the host kernel has AppArmor (see `security/apparmor.ts`). */
@@ -105,20 +121,73 @@ export const DOCKER_DEFAULT_READONLY_PATHS: readonly string[] = Object.freeze([
   '/proc/sysrq-trigger',
 ]);
 
-/** The unprivileged user the kernel runs as (`sandbox` in the image). */
-export const SANDBOX_USER = '1000:1000';
+/**
+ * The default sandbox uid and gid: high, so that it names no account on a usual host (the gateway
+ * refuses to start if it does), and below 2^31 for tools that read uids as signed.
+ */
+export const DEFAULT_SANDBOX_UID = 2_000_000_000;
+
+/** How many uids the sandbox range holds (as many sandboxes can live at once). */
+export const SANDBOX_UID_COUNT = 65536;
+
+/** Size cap of the kernel directory (connection file, ipc sockets, env hand-over files). */
+export const KERNEL_DIR_SIZE_BYTES = 1024 * 1024;
+
+/** Inode cap of the kernel directory: the few files it holds, with room to spare. */
+export const KERNEL_DIR_INODES = 64;
+
+/** The environment variable that carries the connection file into the sandbox. */
+export const CONNECTION_ENV = 'AIDO_CONNECTION';
 
 /** The sandbox's working directory (a tmpfs). */
 export const WORKSPACE_DIR = '/workspace';
 
-/** The kernel command: ipykernel reading the connection file the gateway wrote. */
-export const KERNEL_COMMAND: readonly string[] = [
-  'python3',
-  '-m',
-  'ipykernel_launcher',
-  '-f',
-  `${KERNEL_DIR_IN_CONTAINER}/connection.json`,
-];
+/** The flag after {@link KERNEL_COMMAND} that makes the launcher start the egress relay first. */
+export const EGRESS_LAUNCH_FLAG = '--egress';
+
+/**
+ * Fixed launcher: moves the connection file from the environment into the kernel directory (never
+ * following a planted name), drops it from the environment, and execs ipykernel on it. Given
+ * {@link EGRESS_LAUNCH_FLAG}, it first runs the egress relay (without the connection in its
+ * environment), which returns once it listens and leaves its server running detached, so the
+ * relay is up before the kernel is; a relay that cannot start fails the sandbox's start.
+ */
+const LAUNCHER = [
+  'import os, sys',
+  `data = os.environ.pop('${CONNECTION_ENV}').encode()`,
+  `fd = os.open('${KERNEL_DIR_IN_CONTAINER}/connection.json', os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)`,
+  'view = memoryview(data)',
+  'while view:',
+  '    view = view[os.write(fd, view):]',
+  'os.close(fd)',
+  `if sys.argv[1:] == ['${EGRESS_LAUNCH_FLAG}']:`,
+  `    relay = os.posix_spawnp('python3', ['python3', '-I', '${EGRESS_RELAY_PATH}', '--port', '${EGRESS_RELAY_PORT}', '--socket', '${KERNEL_DIR_IN_CONTAINER}/${EGRESS_SOCKET_NAME}'], os.environ)`,
+  '    if os.waitpid(relay, 0)[1] != 0:',
+  "        sys.exit('the egress relay did not start')",
+  `os.execvp('python3', ['python3', '-m', 'ipykernel_launcher', '-f', '${KERNEL_DIR_IN_CONTAINER}/connection.json'])`,
+].join('\n');
+
+/** The kernel command: the launcher, then ipykernel reading the connection file. */
+export const KERNEL_COMMAND: readonly string[] = ['python3', '-c', LAUNCHER];
+
+/** The kernel command with egress on: the same launcher, told to start the relay first. */
+export const EGRESS_KERNEL_COMMAND: readonly string[] = [...KERNEL_COMMAND, EGRESS_LAUNCH_FLAG];
+
+/** The ipc socket names ipykernel binds in the kernel directory (`<ip>-<port>`, ip `k`). */
+export const KERNEL_SOCKETS: readonly string[] = Object.freeze(['k-1', 'k-2', 'k-3', 'k-4', 'k-5']);
+
+/**
+ * The container's health check: one cheap stat by a fixed binary from the read-only root, every
+ * minute; it needs nothing the kernel could plant (the kernel directory is noexec) and the gateway
+ * acts on none of its results, so a kernel gains nothing by failing it.
+ */
+export const HEALTHCHECK = Object.freeze({
+  Test: ['CMD', '/usr/bin/test', '-S', `${KERNEL_DIR_IN_CONTAINER}/k-1`],
+  Interval: 60e9,
+  Timeout: 5e9,
+  StartPeriod: 60e9,
+  Retries: 3,
+});
 
 const MiB = 1024 * 1024;
 
@@ -140,6 +209,7 @@ export const DEFAULT_POLICY: SandboxPolicy = Object.freeze({
   noNewPrivileges: true,
   readOnlyRootfs: true,
   runtime: null,
+  uidRange: { first: DEFAULT_SANDBOX_UID, count: SANDBOX_UID_COUNT },
 });
 
 /** A policy or spec input that cannot be turned into a safe container. */
@@ -151,12 +221,12 @@ export class SandboxPolicyError extends Error {
 
 /** Docker refuses memory limits below 6 MiB. */
 const DOCKER_MIN_MEMORY = 6 * MiB;
-/** Docker's container name grammar. */
+/** Docker's container (and volume) name grammar. */
 const CONTAINER_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
 /** A POSIX-portable environment name. */
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+export const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** AppArmor profile names we accept (no spaces, quotes or option separators). */
-const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+export const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 function fail(input: SandboxSpecInput, problems: string[]): never {
   const who = input.kernelId || '(no id)';
@@ -190,13 +260,55 @@ export function validateLimits(limits: SandboxLimits): string[] {
       `memoryBytes must be at least ${DOCKER_MIN_MEMORY} (Docker's minimum; got ${limits.memoryBytes})`,
     );
   }
-  const tmpfsTotal = limits.tmpSizeBytes + limits.workspaceSizeBytes + SHM_SIZE_BYTES;
+  const tmpfsTotal =
+    limits.tmpSizeBytes + limits.workspaceSizeBytes + SHM_SIZE_BYTES + KERNEL_DIR_SIZE_BYTES;
   if (tmpfsTotal >= limits.memoryBytes) {
     problems.push(
-      `tmpSizeBytes + workspaceSizeBytes + /dev/shm (${tmpfsTotal}) must be below memoryBytes (${limits.memoryBytes}): tmpfs pages count against the memory limit`,
+      `tmpSizeBytes + workspaceSizeBytes + /dev/shm + the kernel directory (${tmpfsTotal}) must be below memoryBytes (${limits.memoryBytes}): tmpfs pages count against the memory limit`,
     );
   }
   return problems;
+}
+
+/**
+ * Checks the egress settings against the limits and returns every problem found (empty: valid):
+ * /pkgs is one more tmpfs whose pages count against the memory limit.
+ */
+export function validateEgress(limits: SandboxLimits, egress: SandboxEgress): string[] {
+  const { pipSizeBytes } = egress;
+  if (!Number.isSafeInteger(pipSizeBytes) || pipSizeBytes <= 0)
+    return [`pipSizeBytes must be a positive integer (got ${pipSizeBytes})`];
+  const tmpfs =
+    limits.tmpSizeBytes +
+    limits.workspaceSizeBytes +
+    SHM_SIZE_BYTES +
+    KERNEL_DIR_SIZE_BYTES +
+    pipSizeBytes;
+  if (tmpfs < limits.memoryBytes) return [];
+  return [
+    `/tmp + /workspace + /dev/shm + the kernel directory + /pkgs (${tmpfs}) must be below the memory limit (${limits.memoryBytes}): tmpfs pages count against it`,
+  ];
+}
+
+/** Largest uid/gid accepted (below 2^31: some tools read ids as signed). */
+const MAX_ID = 2 ** 31 - 2;
+
+function isUnprivilegedId(id: number): boolean {
+  return Number.isSafeInteger(id) && id > 0 && id <= MAX_ID;
+}
+
+/**
+ * The driver options of a sandbox's kernel-directory volume (Docker's `local` driver, type tmpfs):
+ * capped in bytes and inodes, noexec, nosuid, nodev; its root belongs to root with the sticky bit,
+ * so the kernel can create its sockets and files there but never rename or remove what root owns
+ * (the sockets once the gateway has taken them over, the env files the gateway writes).
+ */
+export function kernelVolumeOptions(): Record<string, string> {
+  return {
+    type: 'tmpfs',
+    device: 'tmpfs',
+    o: `size=${KERNEL_DIR_SIZE_BYTES},nr_inodes=${KERNEL_DIR_INODES},mode=1777,uid=0,gid=0,noexec,nosuid,nodev`,
+  };
 }
 
 function validateInput(input: SandboxSpecInput): void {
@@ -205,16 +317,21 @@ function validateInput(input: SandboxSpecInput): void {
   if (input.image.length === 0) problems.push('image must not be empty');
   if (!CONTAINER_NAME.test(input.name))
     problems.push(`name ${JSON.stringify(input.name)} is not a valid container name`);
-  // The bind string is `src:dst:mode`; a colon or a relative path would change its meaning.
+  if (!CONTAINER_NAME.test(input.kernelVolume))
+    problems.push(`kernelVolume ${JSON.stringify(input.kernelVolume)} is not a valid volume name`);
+  const { first, count } = input.policy.uidRange;
   if (
-    !input.kernelDir.startsWith('/') ||
-    input.kernelDir.includes(':') ||
-    input.kernelDir.includes('\0')
-  ) {
+    !isUnprivilegedId(first) ||
+    !Number.isSafeInteger(count) ||
+    count < 1 ||
+    first + count - 1 > MAX_ID
+  )
+    problems.push(`uidRange must lie in 1..${MAX_ID} (got ${first} + ${count})`);
+  else if (!Number.isSafeInteger(input.uid) || input.uid < first || input.uid >= first + count)
     problems.push(
-      `kernelDir must be an absolute path without ':' (got ${JSON.stringify(input.kernelDir)})`,
+      `uid must be in the policy's range ${first}..${first + count - 1} (got ${input.uid})`,
     );
-  }
+  if (CONNECTION_ENV in input.env) problems.push(`env must not set ${CONNECTION_ENV}`);
   for (const [key, value] of Object.entries(input.env)) {
     if (!ENV_NAME.test(key))
       problems.push(`env name ${JSON.stringify(key)} is not a valid variable name`);
@@ -225,20 +342,7 @@ function validateInput(input: SandboxSpecInput): void {
     problems.push(`appArmorProfile ${JSON.stringify(profile)} is not a valid profile name`);
   }
   if (input.policy.runtime?.length === 0) problems.push('runtime must be null or a runtime name');
-  if (input.egress) {
-    const { pipSizeBytes } = input.egress;
-    const tmpfs =
-      input.policy.limits.tmpSizeBytes +
-      input.policy.limits.workspaceSizeBytes +
-      SHM_SIZE_BYTES +
-      pipSizeBytes;
-    if (!Number.isSafeInteger(pipSizeBytes) || pipSizeBytes <= 0)
-      problems.push(`egress.pipSizeBytes must be a positive integer (got ${pipSizeBytes})`);
-    else if (tmpfs >= input.policy.limits.memoryBytes)
-      problems.push(
-        `tmpfs mounts with /pkgs (${tmpfs}) must be below memoryBytes (${input.policy.limits.memoryBytes})`,
-      );
-  }
+  if (input.egress) problems.push(...validateEgress(input.policy.limits, input.egress));
   if (problems.length > 0) fail(input, problems);
 }
 
@@ -278,9 +382,20 @@ export function buildContainerSpec(input: SandboxSpecInput): ContainerCreateOpti
       // charged to the memory limit, which validateLimits accounts for. Docker adds noexec to
       // every tmpfs that does not say `exec` (read back from /proc/mounts): it is written out here
       // so that the spec says what the sandbox gets.
-      [WORKSPACE_DIR]: `rw,noexec,nosuid,nodev,size=${limits.workspaceSizeBytes},uid=1000,gid=1000,mode=0700`,
+      [WORKSPACE_DIR]: `rw,noexec,nosuid,nodev,size=${limits.workspaceSizeBytes},uid=${input.uid},gid=${input.uid},mode=0700`,
     },
-    Binds: [`${input.kernelDir}:${KERNEL_DIR_IN_CONTAINER}:rw`],
+    // The kernel directory is the sandbox's own tmpfs volume (kernelVolumeOptions), never a host
+    // directory; NoCopy keeps Docker from copying the image's /run/kernel into it.
+    Mounts: [
+      {
+        Type: 'volume',
+        Source: input.kernelVolume,
+        Target: KERNEL_DIR_IN_CONTAINER,
+        ReadOnly: false,
+        // @types/dockerode marks Labels and DriverConfig required; the Engine API does not.
+        VolumeOptions: { NoCopy: true } as NonNullable<MountSettings['VolumeOptions']>,
+      },
+    ],
     Init: true,
     IpcMode: 'private',
     // /dev/shm stays (POSIX semaphores: Python's multiprocessing needs it) but small; Docker
@@ -303,34 +418,25 @@ export function buildContainerSpec(input: SandboxSpecInput): ContainerCreateOpti
   };
   if (policy.runtime !== null) hostConfig.Runtime = policy.runtime;
   let env = input.env;
-  let cmd = [...KERNEL_COMMAND];
   if (input.egress && hostConfig.Tmpfs) {
     // exec: a compiled wheel's .so is mmapped PROT_EXEC, which noexec refuses (SECURITY.md).
     hostConfig.Tmpfs[PKGS_DIR] =
-      `rw,exec,nosuid,nodev,size=${input.egress.pipSizeBytes},uid=1000,gid=1000,mode=0700`;
+      `rw,exec,nosuid,nodev,size=${input.egress.pipSizeBytes},uid=${input.uid},gid=${input.uid},mode=0700`;
     env = { ...input.env, ...egressEnv() };
-    // The relay detaches (its own session, reparented to tini) and the launcher execs the kernel.
-    cmd = [
-      'python3',
-      '-I',
-      EGRESS_RELAY_PATH,
-      '--port',
-      String(EGRESS_RELAY_PORT),
-      '--socket',
-      `${KERNEL_DIR_IN_CONTAINER}/${EGRESS_SOCKET_NAME}`,
-      '--',
-      ...KERNEL_COMMAND,
-    ];
   }
 
   return {
     name: input.name,
     Image: input.image,
     Labels: { ...input.labels },
-    Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
-    User: SANDBOX_USER,
+    Env: [
+      ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
+      `${CONNECTION_ENV}=${input.connectionFile}`,
+    ],
+    User: `${input.uid}:${input.uid}`,
     WorkingDir: WORKSPACE_DIR,
-    Cmd: cmd,
+    Cmd: [...(input.egress ? EGRESS_KERNEL_COMMAND : KERNEL_COMMAND)],
+    Healthcheck: { ...HEALTHCHECK, Test: [...HEALTHCHECK.Test] },
     NetworkDisabled: true,
     HostConfig: hostConfig,
   };

@@ -67,7 +67,7 @@ describe('gateway process (npm start)', function () {
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     it(`shuts down on ${signal}: every sandbox removed, then exit 0`, async () => {
       const stateDir = mkdtempSync('/tmp/aido-c-');
-      const token = 'cli-test-token';
+      const token = 'cli-test-token-0123';
       const { child, base } = await startCli({
         AIDO_STATE_DIR: stateDir,
         AIDO_AUTH_TOKEN: token,
@@ -97,7 +97,8 @@ describe('gateway process (npm start)', function () {
       child.kill(signal);
       expect(await exit).to.equal(0);
       expect(await labelled()).to.have.length(0);
-      expect(readdirSync(`${stateDir}/k`)).to.deep.equal([]);
+      // No sandbox record is left either (one was written for the kernel).
+      expect(readdirSync(`${stateDir}/sandboxes`)).to.deep.equal([]);
       rmSync(stateDir, { recursive: true, force: true });
     });
   }

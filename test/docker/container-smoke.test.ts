@@ -2,7 +2,7 @@
  * The kernel image, started hardened by the runtime adapter, reached from Node with zeromq.js over
  * ipc in its per-kernel directory: kernel_info_reply, then `1+1` → execute_result 2 on iopub.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { expect } from 'chai';
 import Docker from 'dockerode';
 import * as zmq from 'zeromq';
@@ -15,11 +15,13 @@ import {
   fromRaw,
   type JupyterMessage,
 } from '../../protocol/index.js';
+import { DEFAULT_SANDBOX_UID, KERNEL_SOCKETS, SANDBOX_UID_COUNT } from '../../security/policy.js';
 import { DockerRuntime } from '../../gateway/docker-runtime.js';
 import { policyFrom } from '../../gateway/server.js';
 import { loadConfig } from '../../gateway/config.js';
 import type { Sandbox } from '../../gateway/runtime.js';
 import { kernelImage } from '../helpers/gateway.js';
+import { waitUntil } from '../helpers/wait.js';
 
 async function receiveUntil(
   sock: zmq.Subscriber | zmq.Dealer,
@@ -53,6 +55,7 @@ describe('hardened kernel container over ipc (zeromq.js, no gateway)', function 
       policy: policyFrom(config),
       hostHasAppArmor: false,
       startCpus: 0,
+      instance: 'container-smoke',
     });
     sandbox = await runtime.createSandbox('00000000-0000-4000-8000-000000000001', {});
   });
@@ -64,7 +67,10 @@ describe('hardened kernel container over ipc (zeromq.js, no gateway)', function 
   it('runs with the hardened settings Docker reports back', async () => {
     const info = await docker.getContainer(sandbox.id).inspect();
     const h = info.HostConfig;
-    expect(info.Config.User).to.equal('1000:1000');
+    // Its own uid from the sandbox range, the same as gid.
+    const [uid, gid] = info.Config.User.split(':').map(Number);
+    expect(uid).to.equal(gid);
+    expect(uid).to.be.within(DEFAULT_SANDBOX_UID, DEFAULT_SANDBOX_UID + SANDBOX_UID_COUNT - 1);
     expect(h.NetworkMode).to.equal('none');
     expect(h.ReadonlyRootfs).to.equal(true);
     expect(h.CapDrop).to.deep.equal(['ALL']);
@@ -82,7 +88,10 @@ describe('hardened kernel container over ipc (zeromq.js, no gateway)', function 
     expect(h.PidsLimit).to.equal(50);
     expect(h.Ulimits).to.deep.include({ Name: 'nofile', Soft: 1024, Hard: 1024 });
     expect(Object.keys(h.Tmpfs ?? {})).to.have.members(['/tmp', '/workspace']);
-    expect(h.Binds).to.have.length(1);
+    expect(h.Binds ?? []).to.have.length(0);
+    expect(info.Mounts.map((m) => [m.Type, m.Destination])).to.deep.equal([
+      ['volume', '/run/kernel'],
+    ]);
   });
 
   it('answers kernel_info and evaluates 1+1 to execute_result 2 on iopub', async () => {
@@ -169,10 +178,16 @@ describe('hardened kernel container over ipc (zeromq.js, no gateway)', function 
       policy: policyFrom(config),
       hostHasAppArmor: false,
       startCpus: 1,
+      instance: 'container-smoke',
     });
     const boosted = await runtime.createSandbox('00000000-0000-4000-8000-000000000002', {});
     try {
       expect((await docker.getContainer(boosted.id).inspect()).HostConfig.NanoCpus).to.equal(1e9);
+      // enforceLimits also seals the kernel directory, which needs the kernel's sockets bound.
+      await waitUntil(
+        () => KERNEL_SOCKETS.every((n) => existsSync(boosted.hostPath(n) ?? '')),
+        'the kernel to bind its ipc sockets',
+      );
       await boosted.enforceLimits();
       expect((await docker.getContainer(boosted.id).inspect()).HostConfig.NanoCpus).to.equal(0.5e9);
     } finally {

@@ -3,35 +3,17 @@
  * dir adopts the running sandboxes — same kernel ids, state intact, sessions kept — and removes
  * what it cannot adopt.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { expect } from 'chai';
 import Docker from 'dockerode';
 import { kernelImage } from '../helpers/gateway.js';
+import {
+  killGatewayProcess,
+  startGatewayProcess,
+  stopGatewayProcess,
+  type GatewayProcess,
+} from '../helpers/gateway-process.js';
 import { stdout, TestClient } from '../helpers/ws-client.js';
-
-interface Running {
-  child: ChildProcess;
-  base: string;
-}
-
-function startGateway(env: Record<string, string>): Promise<Running> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'gateway/cli.ts'], {
-    env: { ...process.env, AIDO_PORT: '0', AIDO_LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  return new Promise((resolve, reject) => {
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (http:\/\/\S+)\n/.exec(out);
-      if (m?.[1]) resolve({ child, base: m[1] });
-    });
-    child.once('exit', (code) => {
-      reject(new Error(`gateway exited early (${code}): ${out}`));
-    });
-  });
-}
 
 describe('gateway restart: kernels are adopted (real sandboxes)', function () {
   this.timeout(180_000);
@@ -40,7 +22,7 @@ describe('gateway restart: kernels are adopted (real sandboxes)', function () {
   const auth = { Authorization: `token ${token}`, 'Content-Type': 'application/json' };
   let stateDir: string;
   let env: Record<string, string>;
-  let gw: Running | undefined;
+  let gw: GatewayProcess | undefined;
 
   const labelled = (): Promise<Docker.ContainerInfo[]> =>
     docker.listContainers({
@@ -69,17 +51,13 @@ describe('gateway restart: kernels are adopted (real sandboxes)', function () {
     };
   });
   after(async () => {
-    if (gw && gw.child.exitCode === null) {
-      const exited = new Promise((r) => gw?.child.once('exit', r));
-      gw.child.kill('SIGTERM');
-      await exited;
-    }
+    await stopGatewayProcess(gw);
     for (const c of await labelled()) await docker.getContainer(c.Id).remove({ force: true });
     rmSync(stateDir, { recursive: true, force: true });
   });
 
   it('serves the same kernels, with their state and sessions, after a SIGKILL and a new start', async () => {
-    gw = await startGateway(env);
+    gw = await startGatewayProcess(env);
     await poolReady(1);
     // One kernel from the pool (its id lives in its directory), one cold (its id in its label).
     const pooled = (await (
@@ -112,11 +90,9 @@ describe('gateway restart: kernels are adopted (real sandboxes)', function () {
     const before = await labelled();
     expect(before, 'two kernels and one pooled sandbox').to.have.length(3);
 
-    const killed = new Promise((r) => gw?.child.once('exit', r));
-    gw.child.kill('SIGKILL');
-    await killed;
+    await killGatewayProcess(gw);
 
-    gw = await startGateway(env);
+    gw = await startGatewayProcess(env);
     const ids = (
       (await (await api('/api/kernels')).json()) as { id: string; execution_state: string }[]
     ).map((k) => k.id);

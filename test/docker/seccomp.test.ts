@@ -7,8 +7,7 @@
  * `build.sh --print-tag`). Set AIDO_SKIP_DOCKER=1 to skip.
  */
 import { execFileSync } from 'node:child_process';
-import { chownSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, copyFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
@@ -97,14 +96,20 @@ describe('seccomp profile against real workloads (Docker)', function () {
     script: string,
     policy: SandboxPolicy = DEFAULT_POLICY,
   ): Promise<{ json: unknown; stderr: string }> {
-    const kernelDir = mkdtempSync(path.join(tmpdir(), 'aido-sc-'));
-    copyFileSync(path.join(here, script), path.join(kernelDir, script));
-    chownSync(kernelDir, 1000, 1000);
+    // The probe travels in a plain volume of its own, mounted where the kernel directory goes.
+    const volume = `aido-test-seccomp-${process.pid}-${Date.now()}`;
+    await docker.createVolume({ Name: volume, Labels: { 'org.aido.test': 'seccomp' } });
+    const { Mountpoint } = (await docker.getVolume(volume).inspect()) as { Mountpoint: string };
+    copyFileSync(path.join(here, script), path.join(Mountpoint, script));
+    // Writable for the sandbox as its real kernel directory is (root-owned, sticky, 1777).
+    chmodSync(Mountpoint, 0o1777);
     const spec = buildContainerSpec({
       policy,
       image,
       kernelId: `seccomp-probe-${process.pid}`,
-      kernelDir,
+      kernelVolume: volume,
+      connectionFile: '{}',
+      uid: policy.uidRange.first,
       labels: { 'org.aido.test': 'seccomp' },
       env: { MPLBACKEND: 'Agg', MPLCONFIGDIR: '/tmp/mpl', PYTHONDONTWRITEBYTECODE: '1' },
       name: `aido-test-seccomp-${process.pid}-${Date.now()}`,
@@ -130,7 +135,7 @@ describe('seccomp profile against real workloads (Docker)', function () {
       return { json: JSON.parse(last) as unknown, stderr: logs.stderr };
     } finally {
       await container.remove({ force: true });
-      rmSync(kernelDir, { recursive: true, force: true });
+      await docker.getVolume(volume).remove();
     }
   }
 
@@ -141,8 +146,8 @@ describe('seccomp profile against real workloads (Docker)', function () {
       result = (await runProbe('seccomp-probe.py')).json as ProbeResult;
     });
 
-    it('runs as uid 1000 under a seccomp filter', () => {
-      expect(result.uid).to.equal(1000);
+    it('runs as the sandbox uid under a seccomp filter', () => {
+      expect(result.uid).to.equal(DEFAULT_POLICY.uidRange.first);
       expect(result.seccompMode).to.equal('2');
     });
 

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { expect, use } from 'chai';
 import chaiAsPromised from 'chai-as-promised';
 import Docker from 'dockerode';
-import { LABEL_KERNEL_DIR, LABEL_STATE_DIR } from '../../gateway/docker-runtime.js';
+import { LABEL_KERNEL_VOLUME, LABEL_STATE_DIR } from '../../gateway/docker-runtime.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { KernelProbe } from '../helpers/kernel-probe.js';
 import type { TestClient } from '../helpers/ws-client.js';
@@ -49,7 +49,8 @@ describe('security suite: sandboxes end cleanly (DELETE, memory limit, panic)', 
   this.timeout(120_000);
   const docker = new Docker();
   let t: TestGateway;
-  let kernelsDir: string;
+  /** The gateway's sandbox records (one per bound sandbox). */
+  let recordsDir: string;
   const probes: KernelProbe[] = [];
 
   let started = false;
@@ -58,7 +59,7 @@ describe('security suite: sandboxes end cleanly (DELETE, memory limit, panic)', 
     if (skip) this.skip();
     t = await startTestGateway();
     started = true;
-    kernelsDir = path.join(t.gw.config.stateDir, 'k');
+    recordsDir = path.join(t.gw.config.stateDir, 'sandboxes');
   });
   after(async () => {
     for (const p of probes) p.close();
@@ -105,11 +106,11 @@ describe('security suite: sandboxes end cleanly (DELETE, memory limit, panic)', 
     const containerId = containerOf(k.id);
     const info = await docker.getContainer(containerId).inspect();
     const volumes = info.Mounts.filter((m) => m.Type === 'volume').map((m) => m.Name!);
-    const kernelDir = info.Config.Labels[LABEL_KERNEL_DIR]!;
+    const kernelVolume = info.Config.Labels[LABEL_KERNEL_VOLUME]!;
     // The controls: while the kernel lives, its container and directory are there to be found.
     expect(await containerIds()).to.deep.equal([containerId]);
-    expect(path.dirname(kernelDir)).to.equal(kernelsDir);
-    expect(existsSync(path.join(kernelDir, 'connection.json'))).to.equal(true);
+    expect(volumes).to.deep.equal([kernelVolume]);
+    expect(existsSync(path.join(recordsDir, `${containerId}.json`))).to.equal(true);
 
     const res = await t.api(`/api/kernels/${k.id}`, { method: 'DELETE' });
     expect(res.status).to.equal(204);
@@ -128,7 +129,7 @@ describe('security suite: sandboxes end cleanly (DELETE, memory limit, panic)', 
       ),
       "the sandbox's volumes",
     ).to.deep.equal([]);
-    expect(await readdir(kernelsDir), `entries in ${kernelsDir}`).to.deep.equal([]);
+    expect(await readdir(recordsDir), `entries in ${recordsDir}`).to.deep.equal([]);
     expect((await model(k.id)).status).to.equal(404);
   });
 
@@ -206,7 +207,7 @@ _aido_emit({'memory': _read('/sys/fs/cgroup/memory/memory.limit_in_bytes', '/sys
     expect(await containerIds(), 'sandboxes after panic').to.deep.equal([]);
     for (const c of containers)
       await expect(docker.getContainer(c).inspect(), `container ${c}`).to.be.rejected;
-    expect(await readdir(kernelsDir), `entries in ${kernelsDir}`).to.deep.equal([]);
+    expect(await readdir(recordsDir), `entries in ${recordsDir}`).to.deep.equal([]);
 
     const fresh = await t.startKernel();
     const f = await open(fresh.id);

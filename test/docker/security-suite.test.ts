@@ -11,6 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { expect } from 'chai';
+import { DEFAULT_SANDBOX_UID, SANDBOX_UID_COUNT } from '../../security/policy.js';
 import { buildSeccompProfile } from '../../security/seccomp.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { KernelProbe, pyData } from '../helpers/kernel-probe.js';
@@ -95,10 +96,10 @@ describe('security suite: every sandbox control, checked from inside a real kern
     return key;
   }
 
-  it('user: uid 1000 (sandbox), no root, no way to become root, no setuid/setgid file or file capability', async () => {
+  it('user: the unmapped sandbox uid (no account, in the image or on the host), no root, no way to become root, no setuid/setgid file or file capability', async () => {
     const r = await a.json<{
       ids: Record<string, number | number[]>;
-      user: string;
+      user: string | null;
       uid0: string[];
       memberOf: string[];
       shadowReadable: boolean;
@@ -114,7 +115,10 @@ import grp, os, pwd, stat
 def _probe():
     r = {'ids': {'uid': os.getuid(), 'euid': os.geteuid(), 'gid': os.getgid(), 'egid': os.getegid(),
                  'resuid': list(os.getresuid()), 'resgid': list(os.getresgid()), 'groups': os.getgroups()}}
-    r['user'] = pwd.getpwuid(os.getuid()).pw_name
+    try:
+        r['user'] = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        r['user'] = None
     r['uid0'] = [p.pw_name for p in pwd.getpwall() if p.pw_uid == 0]
     r['memberOf'] = [g.gr_name for g in grp.getgrall() if r['user'] in g.gr_mem]
     r['shadowReadable'] = os.access('/etc/shadow', os.R_OK)
@@ -143,16 +147,19 @@ def _probe():
 _aido_emit(_probe())
 `,
     );
+    // Its own uid from the sandbox range; gid and the only group the same.
+    const U = r.ids.uid as number;
+    expect(U).to.be.within(DEFAULT_SANDBOX_UID, DEFAULT_SANDBOX_UID + SANDBOX_UID_COUNT - 1);
     expect(r.ids).to.deep.equal({
-      uid: 1000,
-      euid: 1000,
-      gid: 1000,
-      egid: 1000,
-      resuid: [1000, 1000, 1000],
-      resgid: [1000, 1000, 1000],
-      groups: [1000],
+      uid: U,
+      euid: U,
+      gid: U,
+      egid: U,
+      resuid: [U, U, U],
+      resgid: [U, U, U],
+      groups: [U],
     });
-    expect(r.user).to.equal('sandbox');
+    expect(r.user, 'an account of the sandbox uid in the image').to.equal(null);
     expect(r.uid0, 'accounts with uid 0').to.deep.equal(['root']);
     expect(r.memberOf, 'supplementary groups listing the sandbox user').to.deep.equal([]);
     expect(r.shadowReadable, '/etc/shadow readable').to.equal(false);
@@ -199,8 +206,13 @@ _aido_emit(_probe())
         expect(s[cap], `${who} ${cap}`).to.deep.equal([NO_CAPS]);
       expect(s.NoNewPrivs, `${who} NoNewPrivs`).to.deep.equal(['1']);
       expect(s.Seccomp, `${who} Seccomp (2 = filter)`).to.deep.equal(['2']);
-      expect(s.Uid, `${who} Uid`).to.deep.equal(['1000', '1000', '1000', '1000']);
-      expect(s.Gid, `${who} Gid`).to.deep.equal(['1000', '1000', '1000', '1000']);
+      const U = self?.Uid?.[0] ?? '';
+      expect(Number(U)).to.be.within(
+        DEFAULT_SANDBOX_UID,
+        DEFAULT_SANDBOX_UID + SANDBOX_UID_COUNT - 1,
+      );
+      expect(s.Uid, `${who} Uid`).to.deep.equal([U, U, U, U]);
+      expect(s.Gid, `${who} Gid`).to.deep.equal([U, U, U, U]);
     }
   });
 
@@ -359,15 +371,25 @@ _aido_emit(_probe())
     }
     for (const [f, errno] of Object.entries(r.modify))
       expect([EROFS, EACCES], `opening ${f} for writing (errno ${errno})`).to.include(errno);
-    // The sandbox user owns its home, so only the read-only mount can refuse it.
+    // That home belongs to the image's unused account (1000), not to the sandbox uid, which the
+    // permission check refuses before the read-only mount would.
     expect(r.homeOwner).to.equal(1000);
-    expect(r.create['/home/sandbox']).to.equal(EROFS);
+    expect(r.create['/home/sandbox']).to.equal(EACCES);
   });
 
-  it('writable: /tmp and /workspace are; /run/kernel holds only connection.json and the ipc sockets', async () => {
+  it('writable: /tmp and /workspace are; /run/kernel holds only connection.json, the ipc sockets and the egress socket, which the kernel cannot move', async () => {
     const r = await a.json<{
       readBack: Record<string, string>;
-      runKernel: { name: string; socket: boolean; regular: boolean; uid: number }[];
+      runKernel: {
+        name: string;
+        socket: boolean;
+        regular: boolean;
+        uid: number;
+        gid: number;
+        mode: number;
+      }[];
+      me: number;
+      egressMoves: number[];
       key: string;
       mounts: Record<string, string[]>;
     }>(
@@ -387,7 +409,17 @@ def _probe():
     for name in sorted(os.listdir('/run/kernel')):
         st = os.lstat('/run/kernel/' + name)
         r['runKernel'].append({'name': name, 'socket': stat.S_ISSOCK(st.st_mode),
-                               'regular': stat.S_ISREG(st.st_mode), 'uid': st.st_uid})
+                               'regular': stat.S_ISREG(st.st_mode), 'uid': st.st_uid,
+                               'gid': st.st_gid, 'mode': stat.S_IMODE(st.st_mode)})
+    r['me'] = os.getuid()
+    r['egressMoves'] = []
+    for move in (lambda: os.unlink('/run/kernel/egress.sock'),
+                 lambda: os.rename('/run/kernel/egress.sock', '/run/kernel/egress.old')):
+        try:
+            move()
+            r['egressMoves'].append(0)
+        except OSError as e:
+            r['egressMoves'].append(e.errno)
     with open('/run/kernel/connection.json') as f:
         r['key'] = json.load(f)['key']
     with open('/proc/mounts') as f:
@@ -402,10 +434,24 @@ _aido_emit(_probe())
     });
     expect(r.runKernel.map((e) => e.name)).to.deep.equal(KERNEL_DIR_ENTRIES);
     for (const e of r.runKernel) {
-      if (e.name === 'connection.json') expect(e.regular, e.name).to.equal(true);
-      else expect(e.socket, `${e.name} is a socket`).to.equal(true);
-      expect(e.uid, `${e.name} owner`).to.equal(1000);
+      // The kernel wrote its connection file; its sockets the gateway took over (sealed).
+      if (e.name === 'connection.json') {
+        expect(e.regular, e.name).to.equal(true);
+        expect(e.uid, `${e.name} owner`).to.be.within(
+          DEFAULT_SANDBOX_UID,
+          DEFAULT_SANDBOX_UID + SANDBOX_UID_COUNT - 1,
+        );
+      } else {
+        expect(e.socket, `${e.name} is a socket`).to.equal(true);
+        expect(e.uid, `${e.name} owner`).to.equal(0);
+      }
     }
+    // The gateway's egress socket: root's, reachable through the sandbox's own gid only, and the
+    // sticky, root-owned directory keeps the kernel from removing or replacing it.
+    const egress = r.runKernel.find((e) => e.name === 'egress.sock');
+    expect(egress?.gid, 'egress.sock group').to.equal(r.me);
+    expect(egress?.mode, 'egress.sock mode').to.equal(0o660);
+    expect(r.egressMoves, 'unlink and rename of egress.sock').to.deep.equal([EPERM, EPERM]);
     expect(r.key, "the connection file is this kernel's own").to.equal(gatewayKey(a.kernelId));
     expect(r.mounts['/tmp']).to.include.members(['rw', 'nosuid', 'nodev', 'noexec']);
     expect(r.mounts['/workspace']).to.include.members(['rw', 'nosuid', 'nodev']);

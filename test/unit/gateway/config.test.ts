@@ -1,4 +1,7 @@
 /** The configuration table: defaults, env and flags, fail-closed validation naming every bad key. */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { expect } from 'chai';
 import { ConfigError, loadConfig } from '../../../gateway/config.js';
 
@@ -42,10 +45,54 @@ describe('config', () => {
     expect((err as ConfigError).problems).to.have.length(4);
   });
 
-  it('refuses a state dir too long for unix socket paths', () => {
-    expect(() => loadConfig({ AIDO_STATE_DIR: `/tmp/${'x'.repeat(80)}` }, [])).to.throw(
+  it('refuses a token shorter than 16 characters', () => {
+    expect(() => loadConfig({ AIDO_AUTH_TOKEN: 'short-token' }, [])).to.throw(
       ConfigError,
-      /unix socket/,
+      /AIDO_AUTH_TOKEN: too short \(11 characters; at least 16/,
     );
+    expect(loadConfig({ AIDO_AUTH_TOKEN: 'sixteen-chars-ok' }, []).authToken).to.equal(
+      'sixteen-chars-ok',
+    );
+  });
+
+  it('refuses a token on the command line (ps shows it to every local user)', () => {
+    expect(() => loadConfig({}, ['--auth-token', 'a-long-enough-token-1234'])).to.throw(
+      ConfigError,
+      /--auth-token: refused.*AIDO_AUTH_TOKEN or --auth-token-file/,
+    );
+  });
+
+  it('reads the token from AIDO_AUTH_TOKEN_FILE (first line, trimmed), never with AIDO_AUTH_TOKEN too', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'aido-cfg-'));
+    try {
+      const file = path.join(dir, 'token');
+      writeFileSync(file, '  a-token-from-a-file-0123  \nignored\n', { mode: 0o600 });
+      expect(loadConfig({ AIDO_AUTH_TOKEN_FILE: file }, []).authToken).to.equal(
+        'a-token-from-a-file-0123',
+      );
+      expect(loadConfig({}, ['--auth-token-file', file]).authToken).to.equal(
+        'a-token-from-a-file-0123',
+      );
+      expect(() =>
+        loadConfig({ AIDO_AUTH_TOKEN_FILE: file, AIDO_AUTH_TOKEN: 'another-token-0123456' }, []),
+      ).to.throw(ConfigError, /both set/);
+      expect(() => loadConfig({ AIDO_AUTH_TOKEN_FILE: path.join(dir, 'missing') }, [])).to.throw(
+        ConfigError,
+        /cannot read/,
+      );
+      writeFileSync(file, 'short\n');
+      expect(() => loadConfig({ AIDO_AUTH_TOKEN_FILE: file }, [])).to.throw(
+        ConfigError,
+        /too short/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('runs sandboxes as a high uid by default, configurable, never root', () => {
+    expect(loadConfig({}, []).sandboxUid).to.equal(2_000_000_000);
+    expect(loadConfig({ AIDO_SANDBOX_UID: '1500000000' }, []).sandboxUid).to.equal(1_500_000_000);
+    expect(() => loadConfig({ AIDO_SANDBOX_UID: '0' }, [])).to.throw(ConfigError, /SANDBOX_UID/);
   });
 });

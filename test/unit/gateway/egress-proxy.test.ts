@@ -59,8 +59,14 @@ function upstream(): Promise<{ server: http.Server; port: number }> {
   });
 }
 
+/** The sandbox's own uid (and gid), from the sandbox range. */
+const SANDBOX_UID = 2_000_000_123;
+
 function fakeSandbox(dir: string): Sandbox {
-  return { hostPath: (name: string) => path.join(dir, name) } as unknown as Sandbox;
+  return {
+    uid: SANDBOX_UID,
+    hostPath: (name: string) => path.join(dir, name),
+  } as unknown as Sandbox;
 }
 
 interface Reply {
@@ -376,7 +382,7 @@ describe('gateway/egress-proxy', function () {
     }
   });
 
-  it('makes the socket the sandbox user’s (0600) and never follows a symlink planted at its path', async () => {
+  it('keeps the socket root’s, reachable through the sandbox’s gid (0660), and never follows a symlink planted at its path', async () => {
     const victim = path.join(dir, 'victim');
     writeFileSync(victim, 'keep', { mode: 0o640 });
     symlinkSync(victim, path.join(dir, 'egress.sock'));
@@ -385,8 +391,10 @@ describe('gateway/egress-proxy', function () {
       const st = statSync(sock);
       expect(st.isSocket(), 'a socket replaced the symlink').to.equal(true);
       if (process.getuid?.() === 0) {
-        expect(st.uid).to.equal(1000);
-        expect(st.mode & 0o777).to.equal(0o600);
+        // Root's: in the sticky, root-owned kernel directory the kernel cannot remove or replace it.
+        expect(st.uid).to.equal(0);
+        expect(st.gid).to.equal(SANDBOX_UID);
+        expect(st.mode & 0o777).to.equal(0o660);
       } else {
         expect(st.mode & 0o777).to.equal(0o666);
       }

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import {
   DEFAULT_POLICY,
+  KERNEL_COMMAND,
   SandboxPolicyError,
   buildContainerSpec,
   type SandboxSpecInput,
@@ -13,7 +14,9 @@ function input(overrides: Partial<SandboxSpecInput> = {}): SandboxSpecInput {
     policy: DEFAULT_POLICY,
     image: 'aido-kernel:latest',
     kernelId: '6f1d2c3b-0000-4000-8000-000000000001',
-    kernelDir: '/var/lib/aido-kgw/k/6f1d2c3b',
+    kernelVolume: 'aido-kd-6f1d2c3b0000',
+    connectionFile: '{"key":"k"}',
+    uid: 2_000_000_123,
     labels: { 'org.aido.kernel-gateway': '1' },
     env: { KERNEL_USERNAME: 'alice', HTTPS_PROXY: 'http://evil.example:1' },
     name: 'aido-k-6f1d2c3b-a1',
@@ -23,24 +26,12 @@ function input(overrides: Partial<SandboxSpecInput> = {}): SandboxSpecInput {
 }
 
 describe('security/policy: egress', () => {
-  it('adds only the relay command, proxy and pip settings, and an exec-able /pkgs; the network stays none', () => {
+  it('adds only the launcher flag that starts the relay, proxy and pip settings, and an exec-able /pkgs of the sandbox uid; the network stays none', () => {
     const base = buildContainerSpec(input());
     const spec = buildContainerSpec(input({ egress: { pipSizeBytes: 128 * MiB } }));
-    expect(spec.Cmd).to.deep.equal([
-      'python3',
-      '-I',
-      '/usr/local/lib/aido/egress-relay.py',
-      '--port',
-      '3128',
-      '--socket',
-      '/run/kernel/egress.sock',
-      '--',
-      'python3',
-      '-m',
-      'ipykernel_launcher',
-      '-f',
-      '/run/kernel/connection.json',
-    ]);
+    // One launch path: the same launcher (connection file first), told to start the relay.
+    expect(base.Cmd).to.deep.equal([...KERNEL_COMMAND]);
+    expect(spec.Cmd).to.deep.equal([...KERNEL_COMMAND, '--egress']);
     // The gateway's proxy settings win over a client's.
     expect(spec.Env).to.deep.equal([
       'KERNEL_USERNAME=alice',
@@ -55,10 +46,11 @@ describe('security/policy: egress', () => {
       'PIP_NO_CACHE_DIR=1',
       'PIP_DISABLE_PIP_VERSION_CHECK=1',
       'PIP_NO_WARN_SCRIPT_LOCATION=1',
+      'AIDO_CONNECTION={"key":"k"}',
     ]);
     expect(spec.HostConfig?.Tmpfs).to.deep.equal({
       ...base.HostConfig?.Tmpfs,
-      '/pkgs': 'rw,exec,nosuid,nodev,size=134217728,uid=1000,gid=1000,mode=0700',
+      '/pkgs': 'rw,exec,nosuid,nodev,size=134217728,uid=2000000123,gid=2000000123,mode=0700',
     });
     expect({ ...spec.HostConfig, Tmpfs: null }).to.deep.equal({ ...base.HostConfig, Tmpfs: null });
     expect(spec.HostConfig?.NetworkMode).to.equal('none');
@@ -68,11 +60,11 @@ describe('security/policy: egress', () => {
   it('refuses a /pkgs that does not fit in the memory limit with the other tmpfs mounts', () => {
     expect(() => buildContainerSpec(input({ egress: { pipSizeBytes: 400 * MiB } }))).to.throw(
       SandboxPolicyError,
-      /tmpfs mounts with \/pkgs \(\d+\) must be below memoryBytes/,
+      /the kernel directory \+ \/pkgs \(\d+\) must be below the memory limit/,
     );
     expect(() => buildContainerSpec(input({ egress: { pipSizeBytes: 0 } }))).to.throw(
       SandboxPolicyError,
-      /egress\.pipSizeBytes must be a positive integer/,
+      /pipSizeBytes must be a positive integer/,
     );
   });
 });

@@ -9,6 +9,7 @@ import {
   SandboxPolicyError,
   buildContainerSpec,
   describeDisabledControls,
+  kernelVolumeOptions,
   validateLimits,
   type SandboxPolicy,
   type SandboxSpecInput,
@@ -21,7 +22,9 @@ function input(overrides: Partial<SandboxSpecInput> = {}): SandboxSpecInput {
     policy: DEFAULT_POLICY,
     image: 'aido-kernel:latest',
     kernelId: '6f1d2c3b-0000-4000-8000-000000000001',
-    kernelDir: '/var/lib/aido-kgw/k/6f1d2c3b',
+    kernelVolume: 'aido-kd-6f1d2c3b0000',
+    connectionFile: '{"key":"k"}',
+    uid: 2_000_000_000,
     labels: { 'org.aido.kernel-gateway': '1', 'org.aido.kernel-gateway.kernel-id': '6f1d2c3b' },
     env: { KERNEL_USERNAME: 'alice', PYTHONUNBUFFERED: '1' },
     name: 'aido-k-6f1d2c3b-a1',
@@ -46,10 +49,34 @@ const GOLDEN = {
   name: 'aido-k-6f1d2c3b-a1',
   Image: 'aido-kernel:latest',
   Labels: { 'org.aido.kernel-gateway': '1', 'org.aido.kernel-gateway.kernel-id': '6f1d2c3b' },
-  Env: ['KERNEL_USERNAME=alice', 'PYTHONUNBUFFERED=1'],
-  User: '1000:1000',
+  Env: ['KERNEL_USERNAME=alice', 'PYTHONUNBUFFERED=1', 'AIDO_CONNECTION={"key":"k"}'],
+  User: '2000000000:2000000000',
   WorkingDir: '/workspace',
-  Cmd: ['python3', '-m', 'ipykernel_launcher', '-f', '/run/kernel/connection.json'],
+  Cmd: [
+    'python3',
+    '-c',
+    [
+      'import os, sys',
+      "data = os.environ.pop('AIDO_CONNECTION').encode()",
+      "fd = os.open('/run/kernel/connection.json', os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)",
+      'view = memoryview(data)',
+      'while view:',
+      '    view = view[os.write(fd, view):]',
+      'os.close(fd)',
+      "if sys.argv[1:] == ['--egress']:",
+      "    relay = os.posix_spawnp('python3', ['python3', '-I', '/usr/local/lib/aido/egress-relay.py', '--port', '3128', '--socket', '/run/kernel/egress.sock'], os.environ)",
+      '    if os.waitpid(relay, 0)[1] != 0:',
+      "        sys.exit('the egress relay did not start')",
+      "os.execvp('python3', ['python3', '-m', 'ipykernel_launcher', '-f', '/run/kernel/connection.json'])",
+    ].join('\n'),
+  ],
+  Healthcheck: {
+    Test: ['CMD', '/usr/bin/test', '-S', '/run/kernel/k-1'],
+    Interval: 60e9,
+    Timeout: 5e9,
+    StartPeriod: 60e9,
+    Retries: 3,
+  },
   NetworkDisabled: true,
   HostConfig: {
     NetworkMode: 'none',
@@ -63,9 +90,17 @@ const GOLDEN = {
     Ulimits: [{ Name: 'nofile', Soft: 1024, Hard: 1024 }],
     Tmpfs: {
       '/tmp': 'rw,noexec,nosuid,nodev,size=67108864,mode=1777',
-      '/workspace': 'rw,noexec,nosuid,nodev,size=104857600,uid=1000,gid=1000,mode=0700',
+      '/workspace': 'rw,noexec,nosuid,nodev,size=104857600,uid=2000000000,gid=2000000000,mode=0700',
     },
-    Binds: ['/var/lib/aido-kgw/k/6f1d2c3b:/run/kernel:rw'],
+    Mounts: [
+      {
+        Type: 'volume',
+        Source: 'aido-kd-6f1d2c3b0000',
+        Target: '/run/kernel',
+        ReadOnly: false,
+        VolumeOptions: { NoCopy: true },
+      },
+    ],
     Init: true,
     IpcMode: 'private',
     ShmSize: 4194304,
@@ -138,13 +173,27 @@ describe('security/policy', () => {
       expect(spec.HostConfig?.Runtime).to.equal('runsc');
     });
 
-    it('mounts only the kernel directory, at /run/kernel', () => {
+    it('mounts nothing of the host: only its own kernel-directory volume, at /run/kernel', () => {
       const spec = buildContainerSpec(input());
-      expect(spec.HostConfig?.Binds).to.deep.equal([
-        `/var/lib/aido-kgw/k/6f1d2c3b:${KERNEL_DIR_IN_CONTAINER}:rw`,
+      expect(spec.HostConfig?.Binds).to.equal(undefined);
+      expect(spec.HostConfig?.Mounts?.map((m) => [m.Type, m.Source, m.Target])).to.deep.equal([
+        ['volume', 'aido-kd-6f1d2c3b0000', KERNEL_DIR_IN_CONTAINER],
       ]);
-      expect(spec.HostConfig?.Mounts).to.equal(undefined);
-      expect(spec.HostConfig?.Binds?.join()).to.not.include('docker.sock');
+    });
+
+    it('makes the kernel-directory volume a capped, noexec, root-owned sticky tmpfs', () => {
+      expect(kernelVolumeOptions()).to.deep.equal({
+        type: 'tmpfs',
+        device: 'tmpfs',
+        o: 'size=1048576,nr_inodes=64,mode=1777,uid=0,gid=0,noexec,nosuid,nodev',
+      });
+    });
+
+    it("runs as its own uid from the policy's range, and the workspace belongs to it", () => {
+      const spec = buildContainerSpec(input({ uid: 2_000_012_345 }));
+      expect(spec.User).to.equal('2000012345:2000012345');
+      expect(spec.HostConfig?.Tmpfs?.['/workspace']).to.include('uid=2000012345,gid=2000012345,');
+      expect(DEFAULT_POLICY.uidRange).to.deep.equal({ first: 2_000_000_000, count: 65536 });
     });
 
     it('converts custom limits', () => {
@@ -165,7 +214,8 @@ describe('security/policy', () => {
       expect(hc.Ulimits).to.deep.equal([{ Name: 'nofile', Soft: 4096, Hard: 4096 }]);
       expect(hc.Tmpfs).to.deep.equal({
         '/tmp': 'rw,noexec,nosuid,nodev,size=10485760,mode=1777',
-        '/workspace': 'rw,noexec,nosuid,nodev,size=20971520,uid=1000,gid=1000,mode=0700',
+        '/workspace':
+          'rw,noexec,nosuid,nodev,size=20971520,uid=2000000000,gid=2000000000,mode=0700',
       });
     });
 
@@ -209,8 +259,19 @@ describe('security/policy', () => {
         { policy: policy({ limits: { ...DEFAULT_LIMITS, workspaceSizeBytes: 500 * MiB } }) },
         /tmpfs pages count against the memory limit/,
       ],
-      ['relative kernelDir', { kernelDir: 'k/1' }, /kernelDir must be an absolute path/],
-      ['kernelDir with a colon', { kernelDir: '/k/1:/etc' }, /kernelDir must be an absolute path/],
+      ['a path as kernel volume', { kernelVolume: '/k/1' }, /not a valid volume name/],
+      ['root as the sandbox uid', { uid: 0 }, /uid must be in the policy's range/],
+      ['a uid past the range', { uid: 2_000_065_536 }, /uid must be in the policy's range/],
+      [
+        'a range that includes root',
+        { policy: policy({ uidRange: { first: 0, count: 10 } }), uid: 1 },
+        /uidRange must lie in/,
+      ],
+      [
+        'an env that sets the connection',
+        { env: { AIDO_CONNECTION: '{}' } },
+        /must not set AIDO_CONNECTION/,
+      ],
       ['bad container name', { name: '-x y' }, /not a valid container name/],
       ['bad env name', { env: { 'A=B': '1' } }, /env name "A=B"/],
       ['env with NUL', { env: { A: 'x\0y' } }, /contains a NUL byte/],
@@ -265,6 +326,7 @@ describe('security/policy', () => {
         noNewPrivileges: false,
         readOnlyRootfs: false,
         runtime: 'runsc',
+        uidRange: { first: 2_000_000_000, count: 65536 },
       };
       const off = describeDisabledControls(p);
       expect(off).to.have.length(6);

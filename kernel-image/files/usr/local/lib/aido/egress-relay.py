@@ -1,6 +1,6 @@
-"""Egress relay and kernel launcher of aido-kernel-gateway's sandboxes.
+"""Egress relay of aido-kernel-gateway's sandboxes.
 
-    python3 -I egress-relay.py --port 3128 --socket /run/kernel/egress.sock -- <kernel command>
+    python3 -I egress-relay.py --port 3128 --socket /run/kernel/egress.sock
 
 The sandbox has no network but loopback. The gateway's egress proxy listens on a unix socket in the
 kernel's own directory; this relay listens on 127.0.0.1:<port> and copies each connection, byte
@@ -8,11 +8,13 @@ for byte, to that socket, so that pip, requests and urllib can use an ordinary H
 It decides nothing: every policy and limit is the gateway's (user code could reach the socket
 itself anyway, and killing the relay only cuts the sandbox's own egress).
 
-The launcher binds the port first (it is listening before the kernel runs), creates pip's user
-site under PYTHONUSERBASE (site.py puts it on sys.path at start-up only if it exists, so that
-`%pip install x` then `import x` works without a restart), detaches the relay (its own session, so
-the signals tini forwards to the kernel's process group never reach it; reparented to tini, which
-reaps it) and execs the kernel command.
+The kernel's launcher (KERNEL_COMMAND in security/policy.ts, given --egress) runs this script
+after it wrote the connection file and before it execs the kernel, and waits for it: the script
+creates pip's user site under PYTHONUSERBASE (site.py puts it on sys.path at start-up only if it
+exists, so that `%pip install x` then `import x` works without a restart), binds the port, starts
+the relay detached (its own session, so the signals tini forwards to the kernel's process group
+never reach it; reparented to tini, which reaps it) and exits 0 once the port is listening. Any
+failure exits non-zero, and the launcher then fails the sandbox's start.
 """
 
 import argparse
@@ -75,11 +77,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--socket", required=True)
-    parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        parser.error("no kernel command after --")
 
     site_dir = _user_site()
     if site_dir:
@@ -93,19 +91,15 @@ def main():
     listener.bind(("127.0.0.1", args.port))
     listener.listen(64)
 
-    child = os.fork()
-    if child == 0:
+    if os.fork() == 0:
         os.setsid()
-        if os.fork() != 0:
-            os._exit(0)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             asyncio.run(_relay(listener, args.socket))
         finally:
             os._exit(0)
-    os.waitpid(child, 0)
-    listener.close()
-    os.execvp(command[0], command)
+    # The port is listening: the launcher may start the kernel.
+    os._exit(0)
 
 
 if __name__ == "__main__":
