@@ -103,7 +103,7 @@ export const EGRESS_SOCKET_NAME = 'egress.sock';
 /** Where pip installs (PYTHONUSERBASE): a per-sandbox tmpfs that allows exec (compiled wheels). */
 export const PKGS_DIR = '/pkgs';
 
-/** The relay and launcher shipped in the kernel image (kernel-image/files/). */
+/** The egress relay shipped in the kernel image (kernel-image/files/), started by the launcher. */
 export const EGRESS_RELAY_PATH = '/usr/local/lib/aido/egress-relay.py';
 
 /** Where the per-kernel directory (connection file, ipc sockets) appears inside the sandbox. */
