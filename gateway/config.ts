@@ -6,7 +6,13 @@ import { randomBytes } from 'node:crypto';
 import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
-import { DEFAULT_SANDBOX_UID, SANDBOX_UID_COUNT, validateLimits } from '../security/policy.js';
+import { compileEgressPolicy, DEFAULT_EGRESS_ALLOW } from '../security/egress-policy.js';
+import {
+  DEFAULT_SANDBOX_UID,
+  SANDBOX_UID_COUNT,
+  validateEgress,
+  validateLimits,
+} from '../security/policy.js';
 
 type Parser<T> = (raw: string) => T;
 
@@ -16,6 +22,8 @@ interface Entry<T> {
   default: T | (() => T);
   parse: Parser<T>;
   help: string;
+  /** An empty value means empty, not "the default" (an empty allow-list denies everything). */
+  keepEmpty?: true;
 }
 
 /** Shortest token accepted: a guessable token is no gate. */
@@ -70,6 +78,13 @@ function list(raw: string): string[] {
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s.length > 0);
+}
+
+/** The egress allow-list: presets and host[:port] entries, checked here so a typo stops start-up. */
+function egressList(raw: string): string[] {
+  const tokens = list(raw);
+  compileEgressPolicy(tokens);
+  return tokens;
 }
 
 function absDir(raw: string): string {
@@ -524,6 +539,49 @@ const TABLE = {
     parse: bool,
     help: 'also cull busy kernels whose execution produced no activity for the idle timeout',
   },
+  egressAllow: {
+    env: 'AIDO_EGRESS_ALLOW',
+    flag: '--egress-allow',
+    default: [...DEFAULT_EGRESS_ALLOW],
+    parse: egressList,
+    keepEmpty: true,
+    help: 'hosts kernels may reach via the egress proxy: presets pypi, conda, host[:port] (comma list; empty: no egress)',
+  },
+  egressBytes: {
+    env: 'AIDO_EGRESS_BYTES',
+    flag: '--egress-bytes',
+    default: 1024 ** 3,
+    parse: bytes(1024),
+    help: 'bytes (both ways) a kernel may move through the egress proxy over its life',
+  },
+  egressConnections: {
+    env: 'AIDO_EGRESS_CONNECTIONS',
+    flag: '--egress-connections',
+    default: 16,
+    parse: int(1, 4096),
+    help: 'concurrent egress proxy connections per kernel',
+  },
+  egressDialTimeoutS: {
+    env: 'AIDO_EGRESS_DIAL_TIMEOUT',
+    flag: '--egress-dial-timeout',
+    default: 10,
+    parse: num(0.1, 600),
+    help: 'seconds the egress proxy waits for a name lookup plus the upstream connect',
+  },
+  egressIdleTimeoutS: {
+    env: 'AIDO_EGRESS_IDLE_TIMEOUT',
+    flag: '--egress-idle-timeout',
+    default: 60,
+    parse: num(1, 86400),
+    help: 'seconds an egress connection may carry no bytes before it is closed',
+  },
+  pipSizeBytes: {
+    env: 'AIDO_PIP_SIZE',
+    flag: '--pip-size',
+    default: 128 * 1024 ** 2,
+    parse: bytes(1024 ** 2),
+    help: 'size of the exec-able /pkgs tmpfs pip installs into (egress on only; counts against the memory limit)',
+  },
   logLevel: {
     env: 'AIDO_LOG_LEVEL',
     flag: '--log-level',
@@ -584,7 +642,7 @@ export function loadConfig(
     const raw = fromFlags.get(key) ?? env[entry.env];
     if (key in overrides) {
       out[key] = (overrides as Record<string, unknown>)[key];
-    } else if (raw === undefined || (raw === '' && key !== 'authToken')) {
+    } else if (raw === undefined || (raw === '' && key !== 'authToken' && !entry.keepEmpty)) {
       out[key] =
         typeof entry.default === 'function' ? (entry.default as () => unknown)() : entry.default;
     } else {
@@ -636,6 +694,9 @@ export function loadConfig(
       workspaceSizeBytes: cfg.workspaceSizeBytes,
     };
     for (const p of validateLimits(limits)) problems.push(`sandbox limits: ${p}`);
+    if (cfg.egressAllow.length > 0)
+      for (const p of validateEgress(limits, { pipSizeBytes: cfg.pipSizeBytes }))
+        problems.push(`AIDO_PIP_SIZE / --pip-size: ${p}`);
   }
   if (cfg.llmBaseUrl !== '' && cfg.llmModel === '')
     problems.push('AIDO_LLM_MODEL / --llm-model: required when AIDO_LLM_BASE_URL is set');

@@ -12,6 +12,7 @@ import {
   KERNEL_DIR_IN_CONTAINER,
   kernelVolumeOptions,
   WORKSPACE_DIR,
+  type SandboxEgress,
   type SandboxPolicy,
 } from '../security/policy.js';
 import { execIn } from './docker-exec.js';
@@ -61,6 +62,8 @@ export interface DockerRuntimeOptions {
   hostHasAppArmor: boolean;
   /** CPU cores a sandbox may use until its kernel is ready (0: the policy's quota from the start). */
   startCpus: number;
+  /** Egress relay, proxy settings and /pkgs in every sandbox (absent: egress off). */
+  egress?: SandboxEgress;
   /** This gateway instance (labels its sandboxes). */
   instance: string;
 }
@@ -99,6 +102,7 @@ class DockerSandbox implements Sandbox {
     private readonly runtime: DockerRuntime,
     private readonly container: Docker.Container,
     readonly connection: ConnectionInfo,
+    readonly uid: number | null,
     /** Host mount point of the sandbox's kernel-directory volume. */
     private readonly dir: string,
     private readonly policyNanoCpus: number,
@@ -278,6 +282,7 @@ export class DockerRuntime implements KernelRuntime {
       name: `aido-k-${kernelId?.slice(0, 8) ?? 'pool'}-${short}`,
       env,
       hostHasAppArmor: this.opts.hostHasAppArmor,
+      ...(this.opts.egress ? { egress: this.opts.egress } : {}),
       labels: {
         ...this.#labels(),
         [LABEL_KERNEL_ID]: kernelId ?? POOL_KERNEL_ID,
@@ -315,6 +320,7 @@ export class DockerRuntime implements KernelRuntime {
       this,
       container,
       { key, signatureScheme: 'hmac-sha256', endpoints: endpointsIn(dir) },
+      uid,
       dir,
       policyNanoCpus,
       boosted,
@@ -384,6 +390,7 @@ export class DockerRuntime implements KernelRuntime {
       this,
       this.opts.docker.getContainer(c.Id),
       { key, signatureScheme: 'hmac-sha256', endpoints: endpointsIn(mount.Source) },
+      this.#uidOf.get(c.Id) ?? null,
       mount.Source,
       Math.round(this.opts.policy.limits.cpus * 1e9),
       true,

@@ -4,6 +4,7 @@ import { freemem } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { GatewayConfig } from './config.js';
 import { DEFAULT_SWEEP_POLICY } from './deadline.js';
+import type { EgressProxies } from './egress-proxy.js';
 import { GatewayError } from './errors.js';
 import { KernelDeaths, type DeathCause } from './kernel-deaths.js';
 import { inboundLimits } from './inbound-gate.js';
@@ -39,6 +40,8 @@ export class KernelRegistry {
     private readonly specs: KernelSpecs,
     private readonly logger: Logger,
     private readonly metrics?: MetricsSink,
+    /** Egress proxies, one per kernel (absent: egress off). */
+    private readonly egress?: EgressProxies,
   ) {
     this.pool = new WarmPool({
       runtime,
@@ -217,6 +220,7 @@ export class KernelRegistry {
       deadlineSweep: this.config.deadlineSweep ? DEFAULT_SWEEP_POLICY : undefined,
       startTimeoutMs: this.config.kernelStartTimeoutS * 1000,
       ...(this.metrics ? { metrics: this.metrics } : {}),
+      ...(this.egress ? { egress: this.egress.forKernel(id) } : {}),
       onSandboxDeath: (d) => {
         this.deaths.record(d);
       },

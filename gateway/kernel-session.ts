@@ -35,6 +35,7 @@ import {
 } from './deadline.js';
 import { sweepSandbox } from './sandbox-sweep.js';
 import { GatewayError } from './errors.js';
+import type { KernelEgressHandle } from './egress-proxy.js';
 import { InboundGate, zmqInbound, type InboundLimits } from './inbound-gate.js';
 import { clip, clipFields, LogRateLimit } from './log-limit.js';
 import type { Logger } from './logger.js';
@@ -80,6 +81,8 @@ export interface KernelSessionOptions {
   maxClientSessions: number;
   timers?: Timers;
   metrics?: MetricsSink;
+  /** The kernel's egress proxy (gateway/egress-proxy.ts); absent: egress is off. */
+  egress?: KernelEgressHandle;
   /** Told when the sandbox stopped on its own or was killed by the ladder (not at shutdown). */
   onSandboxDeath?: (death: Omit<KernelDeath, 'at'>) => void;
 }
@@ -320,6 +323,9 @@ export class KernelSession implements ChannelHost {
     try {
       await this.#waitReady(sandbox, gen);
       await sandbox.enforceLimits();
+      // After the kernel directory is sealed and before any user code can run in this (never
+      // reused) sandbox: the socket is created where nothing the kernel planted can be in the way.
+      await this.opts.egress?.open(sandbox);
       if (pooled) await this.#injectEnv(sandbox);
     } catch (err) {
       this.#closeLinks();
@@ -499,6 +505,7 @@ export class KernelSession implements ChannelHost {
   }
 
   #closeLinks(): void {
+    this.opts.egress?.stop();
     for (const l of this.#links) l.close();
     this.#links = [];
     this.#iopubLink = undefined;
@@ -580,6 +587,8 @@ export class KernelSession implements ChannelHost {
    */
   shutdown(opts: { reason?: string; notice?: string } = {}): Promise<void> {
     this.#closed ??= (async () => {
+      // A deleted, killed or panicked kernel loses its egress at once, before any wait.
+      this.opts.egress?.close();
       this.#deadline.disarmAll();
       const sandbox = this.#sandbox;
       if (opts.reason !== undefined) {

@@ -6,6 +6,7 @@
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Channel } from '../protocol/index.js';
+import type { EgressMetricsSink } from './egress-proxy.js';
 
 /** Where a kernel's first sandbox came from. */
 export type StartSource = 'pool' | 'cold' | 'adopted';
@@ -48,7 +49,7 @@ const CHANNELS: readonly Channel[] = ['shell', 'control', 'stdin', 'iopub'];
 const DIRECTIONS: readonly Direction[] = ['to_kernel', 'to_client'];
 const CHANNEL_INDEX: Record<Channel, number> = { shell: 0, control: 1, stdin: 2, iopub: 3 };
 
-export class GatewayMetrics implements MetricsSink {
+export class GatewayMetrics implements MetricsSink, EgressMetricsSink {
   readonly registry = new Registry();
   #source: MetricsSource | undefined;
 
@@ -70,6 +71,9 @@ export class GatewayMetrics implements MetricsSink {
   readonly #wsConnects: Counter;
   readonly #violations: Counter<'code'>;
   readonly #slowClients: Counter;
+  readonly #egressConnections: Counter<'verdict'>;
+  readonly #egressBytes: Counter<'direction'>;
+  readonly #egressOpen: Gauge;
 
   constructor() {
     const registers = [this.registry];
@@ -175,6 +179,26 @@ export class GatewayMetrics implements MetricsSink {
       help: 'Channels WebSockets dropped because their unsent data passed AIDO_WS_MAX_BUFFERED',
       registers,
     });
+    this.#egressConnections = new Counter({
+      name: 'aido_egress_connections_total',
+      help: 'Egress proxy connections and requests, by verdict (allowed, denied by policy or limit, failed upstream)',
+      labelNames: ['verdict'],
+      registers,
+    });
+    this.#egressBytes = new Counter({
+      name: 'aido_egress_bytes_total',
+      help: 'Bytes through the egress proxy, by direction (up: from sandboxes, down: to sandboxes)',
+      labelNames: ['direction'],
+      registers,
+    });
+    this.#egressOpen = new Gauge({
+      name: 'aido_egress_open_connections',
+      help: 'Open connections from sandboxes to the egress proxy',
+      registers,
+    });
+    for (const verdict of ['allowed', 'denied', 'failed'] as const)
+      this.#egressConnections.inc({ verdict }, 0);
+    for (const direction of ['up', 'down'] as const) this.#egressBytes.inc({ direction }, 0);
     // Every label value a query may rate() on is present from the start, at 0.
     for (const source of ['pool', 'cold', 'adopted'] as const) {
       for (const outcome of ['ok', 'error'] as const) this.#starts.inc({ source, outcome }, 0);
@@ -276,5 +300,17 @@ export class GatewayMetrics implements MetricsSink {
 
   slowClientDropped(): void {
     this.#slowClients.inc();
+  }
+
+  egressConnection(verdict: 'allowed' | 'denied' | 'failed'): void {
+    this.#egressConnections.inc({ verdict });
+  }
+
+  egressBytes(direction: 'up' | 'down', bytes: number): void {
+    this.#egressBytes.inc({ direction }, bytes);
+  }
+
+  egressOpen(delta: 1 | -1): void {
+    this.#egressOpen.inc(delta);
   }
 }

@@ -57,6 +57,8 @@ export interface Sandbox {
   /** Container id. */
   readonly id: string;
   readonly connection: ConnectionInfo;
+  /** The uid (also the gid) the sandbox's processes run as; null where the runtime cannot say. */
+  readonly uid: number | null;
   /** Settles once the container has stopped. */
   readonly exited: Promise<SandboxExit>;
   /** Sends a signal to the container's init (SIGINT reaches the kernel's process group). */

@@ -5,6 +5,7 @@
 import { appArmorStatus, type AppArmorHostFacts } from '../security/apparmor.js';
 import { describeDisabledControls, type SandboxPolicy } from '../security/policy.js';
 import type { GatewayConfig } from './config.js';
+import type { EgressProxies } from './egress-proxy.js';
 import { GatewayError } from './errors.js';
 import type { KernelRegistry } from './kernel-registry.js';
 import type { Logger } from './logger.js';
@@ -41,6 +42,8 @@ export interface SecurityServiceDeps {
   policy: SandboxPolicy;
   appArmor: AppArmorHostFacts;
   logger: Logger;
+  /** Egress proxies (absent: egress off). */
+  egress?: EgressProxies;
 }
 
 export class SecurityService {
@@ -76,6 +79,7 @@ export class SecurityService {
         limits: c.limits,
         security_opt: c.securityOpt,
         runtime: c.runtime,
+        egress: kernelId ? (this.d.egress?.stats(kernelId) ?? null) : null,
       };
     });
   }
@@ -133,6 +137,22 @@ export class SecurityService {
       iopub_data_rate_limit: config.iopubDataRateLimit,
       ws_max_buffered_bytes: config.wsMaxBufferedBytes,
       kernels_with_violations: offenders,
+    };
+  }
+
+  /** The egress proxy's policy as health reports it: the sandbox network stays none either way. */
+  #egressHealth(): Record<string, unknown> {
+    const { config } = this.d;
+    if (!this.d.egress) return { enabled: false, allow: [] };
+    return {
+      enabled: true,
+      allow: this.d.egress.describe(),
+      via: 'per-kernel unix socket proxy; relay on 127.0.0.1:3128 inside the sandbox',
+      budget_bytes: config.egressBytes,
+      max_connections: config.egressConnections,
+      connect_timeout_s: config.egressDialTimeoutS,
+      idle_timeout_s: config.egressIdleTimeoutS,
+      pip_size_bytes: config.pipSizeBytes,
     };
   }
 
@@ -205,6 +225,7 @@ export class SecurityService {
         },
         read_only_rootfs: policy.readOnlyRootfs,
         network: 'none',
+        egress: this.#egressHealth(),
         capabilities: 'all dropped',
         exec_timeout_s: config.execTimeoutS,
         kill_grace_s: config.killGraceS,

@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import Docker from 'dockerode';
 import { readAppArmorHostFacts } from '../security/apparmor.js';
+import { compileEgressPolicy } from '../security/egress-policy.js';
 import { DEFAULT_LIMITS, SANDBOX_UID_COUNT, type SandboxPolicy } from '../security/policy.js';
 import { createAgentApi } from './agent-api.js';
 import { AgentExecutor } from './agent-execution.js';
@@ -19,6 +20,7 @@ import { createConsoleRoute } from './console-route.js';
 import { Culler } from './culler.js';
 import { dockerEngineInfo } from './docker-engine-info.js';
 import { DockerRuntime } from './docker-runtime.js';
+import { EgressProxies } from './egress-proxy.js';
 import { createHttpApi } from './http-api.js';
 import { KernelRegistry } from './kernel-registry.js';
 import { KernelSpecs } from './kernelspecs.js';
@@ -97,10 +99,27 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
     policy,
     hostHasAppArmor: appArmorUsable,
     startCpus: config.startCpus,
+    ...(config.egressAllow.length > 0 ? { egress: { pipSizeBytes: config.pipSizeBytes } } : {}),
   });
   const specs = new KernelSpecs();
   const metrics = new GatewayMetrics();
-  const kernels = new KernelRegistry(config, runtime, specs, logger, metrics);
+  // An empty allow-list: no proxy, no relay, no proxy settings in any sandbox.
+  const egress =
+    config.egressAllow.length > 0
+      ? new EgressProxies({
+          policy: compileEgressPolicy(config.egressAllow),
+          limits: {
+            bytes: config.egressBytes,
+            maxConnections: config.egressConnections,
+            connectTimeoutMs: config.egressDialTimeoutS * 1000,
+            idleTimeoutMs: config.egressIdleTimeoutS * 1000,
+          },
+          logger,
+          metrics,
+          gatewayIp: config.ip,
+        })
+      : undefined;
+  const kernels = new KernelRegistry(config, runtime, specs, logger, metrics, egress);
   metrics.observe({
     kernelStates: () => kernels.states(),
     pool: () => ({ ready: kernels.pool.ready, starting: kernels.pool.filling }),
@@ -143,6 +162,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
     policy,
     appArmor,
     logger,
+    ...(egress ? { egress } : {}),
   });
   let draining = false;
   const isDraining = (): boolean => draining;
@@ -281,6 +301,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
         await mcp.close();
         await chat.close();
         const n = await kernels.shutdownAll();
+        egress?.closeAll();
         logger.info({ kernels: n }, 'all kernels removed');
         await new Promise<void>((resolve) => {
           server.close(() => {

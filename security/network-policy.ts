@@ -1,43 +1,57 @@
 /**
- * The sandbox network policy (`security/network-policy.json`): default deny in every direction.
- * This module loads it, validates it with zod (fail closed: an unknown key or a value we cannot
- * enforce is an error), and says which Docker network mode enforces it.
+ * The sandbox network policy (`security/network-policy.json`): default deny in every direction;
+ * the sandbox's only way out is the gateway's egress proxy (`gateway/egress-proxy.ts`), reached
+ * through a unix socket in the kernel directory, which allows only the allow-list
+ * (`security/egress-policy.ts`). This module loads the file, validates it with zod (fail closed:
+ * an unknown key or a value we cannot enforce is an error), and says which Docker network mode
+ * enforces it.
  *
  * @packageDocumentation
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { compileEgressPolicy } from './egress-policy.js';
 
 const deny = z.literal('deny');
 
-const mirror = z.strictObject({
-  /** A package index base URL, e.g. a PyPI mirror. */
-  url: z.url({ protocol: /^https$/ }),
-  /** What it serves (for the health report). */
-  purpose: z.string().min(1),
+/** The egress proxy as the file describes it; the gateway's constants must agree (unit test). */
+const egressProxy = z.strictObject({
+  /** Where the relay listens inside the sandbox (its own loopback). */
+  relay: z.literal('127.0.0.1:3128'),
+  /** The proxy's socket as the sandbox sees it. */
+  socket: z.literal('/run/kernel/egress.sock'),
+  /** The default of AIDO_EGRESS_ALLOW: presets and host[:port] entries. */
+  defaultAllow: z.array(z.string()),
+  /** Entries that expand to hosts, by preset name (for readers; the code's presets must match). */
+  presets: z.record(z.string(), z.array(z.string())),
+  /** What the proxy refuses whatever a name resolves to, in words. */
+  refusedAddresses: z.array(z.string()).min(1),
+  /** The limits and their settings, in words. */
+  limits: z.array(z.string()).min(1),
 });
 
 const schema = z
   .strictObject({
     $comment: z.string().optional(),
     version: z.literal(1),
-    mode: z.enum(['none', 'egress-proxy']),
+    mode: z.literal('none'),
     egress: z.strictObject({ default: deny, allow: z.array(z.string()).max(0) }),
     ingress: z.strictObject({ default: deny, allow: z.array(z.string()).max(0) }),
     interContainer: deny,
     hostAccess: deny,
     dns: z.strictObject({ resolver: z.literal('127.0.0.1'), hideHostResolver: z.literal(true) }),
-    mirrors: z.array(mirror),
-    egressProxy: z.null(),
+    egressProxy,
     notes: z.array(z.string()).optional(),
   })
   .superRefine((p, ctx) => {
-    if (p.mode === 'egress-proxy' || p.mirrors.length > 0) {
+    try {
+      compileEgressPolicy(p.egressProxy.defaultAllow);
+    } catch (err) {
       ctx.addIssue({
         code: 'custom',
-        path: p.mode === 'egress-proxy' ? ['mode'] : ['mirrors'],
-        message: 'allow-listed egress needs the egress proxy, which is not implemented yet',
+        path: ['egressProxy', 'defaultAllow'],
+        message: (err as Error).message,
       });
     }
   });
@@ -98,13 +112,9 @@ export function loadNetworkPolicy(file: string = defaultNetworkPolicyPath()): Ne
 }
 
 /**
- * The Docker `HostConfig.NetworkMode` that enforces the policy: `none` (loopback only) whenever
- * egress is denied, which is the only mode implemented.
+ * The Docker `HostConfig.NetworkMode` that enforces the policy: `none` (loopback only), the only
+ * mode; allowed egress goes through the gateway's proxy, never through an interface.
  */
 export function dockerNetworkModeFor(policy: NetworkPolicy): 'none' {
-  // The schema refuses every other mode; this keeps the mapping total if the schema grows.
-  if (policy.mode !== 'none') {
-    throw new NetworkPolicyError(`network mode ${policy.mode} is not implemented`);
-  }
-  return 'none';
+  return policy.mode;
 }

@@ -80,7 +80,31 @@ export interface SandboxSpecInput {
   name: string;
   /** Whether the host kernel has AppArmor (see `security/apparmor.ts`). */
   hostHasAppArmor: boolean;
+  /** Egress through the gateway's proxy (`security/egress-policy.ts`); absent: no egress at all. */
+  egress?: SandboxEgress;
 }
+
+/**
+ * What a sandbox gets when egress is on: a relay beside the kernel (127.0.0.1:{@link
+ * EGRESS_RELAY_PORT} → the proxy's unix socket in the kernel directory), proxy settings for pip
+ * and other clients, and an exec-able /pkgs tmpfs that pip installs into. The network stays `none`.
+ */
+export interface SandboxEgress {
+  /** Size of the /pkgs tmpfs in bytes (its pages count against the memory limit). */
+  pipSizeBytes: number;
+}
+
+/** The port the in-sandbox relay listens on, on the sandbox's own loopback. */
+export const EGRESS_RELAY_PORT = 3128;
+
+/** The egress proxy's socket in the kernel directory (the gateway listens, the relay connects). */
+export const EGRESS_SOCKET_NAME = 'egress.sock';
+
+/** Where pip installs (PYTHONUSERBASE): a per-sandbox tmpfs that allows exec (compiled wheels). */
+export const PKGS_DIR = '/pkgs';
+
+/** The egress relay shipped in the kernel image (kernel-image/files/), started by the launcher. */
+export const EGRESS_RELAY_PATH = '/usr/local/lib/aido/egress-relay.py';
 
 /** Where the per-kernel directory (connection file, ipc sockets) appears inside the sandbox. */
 export const KERNEL_DIR_IN_CONTAINER = '/run/kernel';
@@ -118,23 +142,36 @@ export const CONNECTION_ENV = 'AIDO_CONNECTION';
 /** The sandbox's working directory (a tmpfs). */
 export const WORKSPACE_DIR = '/workspace';
 
+/** The flag after {@link KERNEL_COMMAND} that makes the launcher start the egress relay first. */
+export const EGRESS_LAUNCH_FLAG = '--egress';
+
 /**
  * Fixed launcher: moves the connection file from the environment into the kernel directory (never
- * following a planted name), drops it from the environment, and execs ipykernel on it.
+ * following a planted name), drops it from the environment, and execs ipykernel on it. Given
+ * {@link EGRESS_LAUNCH_FLAG}, it first runs the egress relay (without the connection in its
+ * environment), which returns once it listens and leaves its server running detached, so the
+ * relay is up before the kernel is; a relay that cannot start fails the sandbox's start.
  */
 const LAUNCHER = [
-  'import os',
+  'import os, sys',
   `data = os.environ.pop('${CONNECTION_ENV}').encode()`,
   `fd = os.open('${KERNEL_DIR_IN_CONTAINER}/connection.json', os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)`,
   'view = memoryview(data)',
   'while view:',
   '    view = view[os.write(fd, view):]',
   'os.close(fd)',
+  `if sys.argv[1:] == ['${EGRESS_LAUNCH_FLAG}']:`,
+  `    relay = os.posix_spawnp('python3', ['python3', '-I', '${EGRESS_RELAY_PATH}', '--port', '${EGRESS_RELAY_PORT}', '--socket', '${KERNEL_DIR_IN_CONTAINER}/${EGRESS_SOCKET_NAME}'], os.environ)`,
+  '    if os.waitpid(relay, 0)[1] != 0:',
+  "        sys.exit('the egress relay did not start')",
   `os.execvp('python3', ['python3', '-m', 'ipykernel_launcher', '-f', '${KERNEL_DIR_IN_CONTAINER}/connection.json'])`,
 ].join('\n');
 
 /** The kernel command: the launcher, then ipykernel reading the connection file. */
 export const KERNEL_COMMAND: readonly string[] = ['python3', '-c', LAUNCHER];
+
+/** The kernel command with egress on: the same launcher, told to start the relay first. */
+export const EGRESS_KERNEL_COMMAND: readonly string[] = [...KERNEL_COMMAND, EGRESS_LAUNCH_FLAG];
 
 /** The ipc socket names ipykernel binds in the kernel directory (`<ip>-<port>`, ip `k`). */
 export const KERNEL_SOCKETS: readonly string[] = Object.freeze(['k-1', 'k-2', 'k-3', 'k-4', 'k-5']);
@@ -246,6 +283,26 @@ export function validateLimits(limits: SandboxLimits): string[] {
   return problems;
 }
 
+/**
+ * Checks the egress settings against the limits and returns every problem found (empty: valid):
+ * /pkgs is one more tmpfs whose pages count against the memory limit.
+ */
+export function validateEgress(limits: SandboxLimits, egress: SandboxEgress): string[] {
+  const { pipSizeBytes } = egress;
+  if (!Number.isSafeInteger(pipSizeBytes) || pipSizeBytes <= 0)
+    return [`pipSizeBytes must be a positive integer (got ${pipSizeBytes})`];
+  const tmpfs =
+    limits.tmpSizeBytes +
+    limits.workspaceSizeBytes +
+    SHM_SIZE_BYTES +
+    KERNEL_DIR_SIZE_BYTES +
+    pipSizeBytes;
+  if (tmpfs < limits.memoryBytes) return [];
+  return [
+    `/tmp + /workspace + /dev/shm + the kernel directory + /pkgs (${tmpfs}) must be below the memory limit (${limits.memoryBytes}): tmpfs pages count against it`,
+  ];
+}
+
 /** Largest uid/gid accepted (below 2^31: some tools read ids as signed). */
 const MAX_ID = 2 ** 31 - 2;
 
@@ -298,6 +355,7 @@ function validateInput(input: SandboxSpecInput): void {
     problems.push(`appArmorProfile ${JSON.stringify(profile)} is not a valid profile name`);
   }
   if (input.policy.runtime?.length === 0) problems.push('runtime must be null or a runtime name');
+  if (input.egress) problems.push(...validateEgress(input.policy.limits, input.egress));
   if (problems.length > 0) fail(input, problems);
 }
 
@@ -380,21 +438,51 @@ export function buildContainerSpec(input: SandboxSpecInput): ContainerCreateOpti
     },
   };
   if (policy.runtime !== null) hostConfig.Runtime = policy.runtime;
+  let env = input.env;
+  if (input.egress && hostConfig.Tmpfs) {
+    // exec: a compiled wheel's .so is mmapped PROT_EXEC, which noexec refuses (SECURITY.md).
+    hostConfig.Tmpfs[PKGS_DIR] =
+      `rw,exec,nosuid,nodev,size=${input.egress.pipSizeBytes},uid=${input.uid},gid=${input.uid},mode=0700`;
+    env = { ...input.env, ...egressEnv() };
+  }
 
   return {
     name: input.name,
     Image: input.image,
     Labels: { ...input.labels },
     Env: [
-      ...Object.entries(input.env).map(([k, v]) => `${k}=${v}`),
+      ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
       `${CONNECTION_ENV}=${input.connectionFile}`,
     ],
     User: `${input.uid}:${input.uid}`,
     WorkingDir: WORKSPACE_DIR,
-    Cmd: [...KERNEL_COMMAND],
+    Cmd: [...(input.egress ? EGRESS_KERNEL_COMMAND : KERNEL_COMMAND)],
     Healthcheck: { ...HEALTHCHECK, Test: [...HEALTHCHECK.Test] },
     NetworkDisabled: true,
     HostConfig: hostConfig,
+  };
+}
+
+/**
+ * The environment egress adds: every common proxy variable names the relay (pip, requests, urllib,
+ * conda and curl read them), and pip installs into the user site under /pkgs (PEP 668's marker
+ * guards Debian's own site-packages, which are read-only here anyway). No secrets: the relay and
+ * the proxy need none, the socket's place is the credential.
+ */
+export function egressEnv(): Record<string, string> {
+  const proxy = `http://127.0.0.1:${EGRESS_RELAY_PORT}`;
+  return {
+    HTTP_PROXY: proxy,
+    HTTPS_PROXY: proxy,
+    http_proxy: proxy,
+    https_proxy: proxy,
+    PIP_PROXY: proxy,
+    PYTHONUSERBASE: PKGS_DIR,
+    PIP_USER: '1',
+    PIP_BREAK_SYSTEM_PACKAGES: '1',
+    PIP_NO_CACHE_DIR: '1',
+    PIP_DISABLE_PIP_VERSION_CHECK: '1',
+    PIP_NO_WARN_SCRIPT_LOCATION: '1',
   };
 }
 

@@ -15,6 +15,15 @@ import {
 } from '../helpers/gateway-process.js';
 import { stdout, TestClient } from '../helpers/ws-client.js';
 
+/** A plain-HTTP request through the sandbox's egress relay; prints the proxy's status line. */
+const EGRESS_PROBE = [
+  'import socket',
+  "s = socket.create_connection(('127.0.0.1', 3128), timeout=10)",
+  "s.sendall(b'GET http://127.0.0.1:9/ HTTP/1.1\\r\\nHost: 127.0.0.1:9\\r\\n\\r\\n')",
+  "print(s.recv(4096).split(b'\\r\\n')[0].decode())",
+  's.close()',
+].join('\n');
+
 describe('gateway restart: kernels are adopted (real sandboxes)', function () {
   this.timeout(180_000);
   const docker = new Docker();
@@ -112,6 +121,12 @@ describe('gateway restart: kernels are adopted (real sandboxes)', function () {
       );
       const r = await c.execute("import os; print(x + 1, os.environ.get('KERNEL_USERNAME'))");
       expect(stdout(r), `kernel ${k} kept its state`).to.equal(`${expected}\n`);
+      // Egress (on by default) answers again: the new gateway bound a fresh proxy socket in the
+      // adopted sandbox, and the sandbox's relay reaches it (a refusal proves who answered).
+      const egress = await c.execute(EGRESS_PROBE);
+      expect(stdout(egress), `kernel ${k} reaches the new gateway's egress proxy`).to.match(
+        /^HTTP\/1\.1 403 egress to 127\.0\.0\.1:9 is not allowed by the gateway's policy/,
+      );
       c.close();
     }
     // The unbound pooled sandbox of the first run was removed; a new pool fills.

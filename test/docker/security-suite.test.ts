@@ -25,10 +25,20 @@ const ENOSPC = 28;
 const EROFS = 30;
 const ECONNREFUSED = 111;
 const NO_CAPS = '0000000000000000';
-/** The sandbox user's ipc sockets and connection file, and nothing else, in /run/kernel. */
-const KERNEL_DIR_ENTRIES = ['connection.json', 'k-1', 'k-2', 'k-3', 'k-4', 'k-5'];
-/** Where the sandbox may write (DESIGN.md: tmpfs /tmp, /workspace; /run/kernel holds the sockets). */
-const WRITABLE_ROOTS = ['/tmp', '/workspace', '/run/kernel'];
+/**
+ * The connection file, the kernel's ipc sockets and (egress is on by default) the gateway's egress
+ * proxy socket, and nothing else, in /run/kernel.
+ */
+const KERNEL_DIR_ENTRIES = ['connection.json', 'egress.sock', 'k-1', 'k-2', 'k-3', 'k-4', 'k-5'];
+/** The unix sockets in /run/kernel: every entry but the connection file. */
+const KERNEL_DIR_SOCKETS = KERNEL_DIR_ENTRIES.filter((e) => e !== 'connection.json').map(
+  (e) => `/run/kernel/${e}`,
+);
+/**
+ * Where the sandbox may write (DESIGN.md: tmpfs /tmp, /workspace; /run/kernel holds the sockets;
+ * with egress on, the default, /pkgs is pip's size-capped install target).
+ */
+const WRITABLE_ROOTS = ['/tmp', '/workspace', '/run/kernel', '/pkgs'];
 
 const skip = process.env.AIDO_SKIP_DOCKER === '1';
 
@@ -367,10 +377,19 @@ _aido_emit(_probe())
     expect(r.create['/home/sandbox']).to.equal(EACCES);
   });
 
-  it('writable: /tmp and /workspace are; /run/kernel holds only connection.json and the ipc sockets', async () => {
+  it('writable: /tmp and /workspace are; /run/kernel holds only connection.json, the ipc sockets and the egress socket, which the kernel cannot move', async () => {
     const r = await a.json<{
       readBack: Record<string, string>;
-      runKernel: { name: string; socket: boolean; regular: boolean; uid: number }[];
+      runKernel: {
+        name: string;
+        socket: boolean;
+        regular: boolean;
+        uid: number;
+        gid: number;
+        mode: number;
+      }[];
+      me: number;
+      egressMoves: number[];
       key: string;
       mounts: Record<string, string[]>;
     }>(
@@ -390,7 +409,17 @@ def _probe():
     for name in sorted(os.listdir('/run/kernel')):
         st = os.lstat('/run/kernel/' + name)
         r['runKernel'].append({'name': name, 'socket': stat.S_ISSOCK(st.st_mode),
-                               'regular': stat.S_ISREG(st.st_mode), 'uid': st.st_uid})
+                               'regular': stat.S_ISREG(st.st_mode), 'uid': st.st_uid,
+                               'gid': st.st_gid, 'mode': stat.S_IMODE(st.st_mode)})
+    r['me'] = os.getuid()
+    r['egressMoves'] = []
+    for move in (lambda: os.unlink('/run/kernel/egress.sock'),
+                 lambda: os.rename('/run/kernel/egress.sock', '/run/kernel/egress.old')):
+        try:
+            move()
+            r['egressMoves'].append(0)
+        except OSError as e:
+            r['egressMoves'].append(e.errno)
     with open('/run/kernel/connection.json') as f:
         r['key'] = json.load(f)['key']
     with open('/proc/mounts') as f:
@@ -417,12 +446,21 @@ _aido_emit(_probe())
         expect(e.uid, `${e.name} owner`).to.equal(0);
       }
     }
+    // The gateway's egress socket: root's, reachable through the sandbox's own gid only, and the
+    // sticky, root-owned directory keeps the kernel from removing or replacing it.
+    const egress = r.runKernel.find((e) => e.name === 'egress.sock');
+    expect(egress?.gid, 'egress.sock group').to.equal(r.me);
+    expect(egress?.mode, 'egress.sock mode').to.equal(0o660);
+    expect(r.egressMoves, 'unlink and rename of egress.sock').to.deep.equal([EPERM, EPERM]);
     expect(r.key, "the connection file is this kernel's own").to.equal(gatewayKey(a.kernelId));
     expect(r.mounts['/tmp']).to.include.members(['rw', 'nosuid', 'nodev', 'noexec']);
     expect(r.mounts['/workspace']).to.include.members(['rw', 'nosuid', 'nodev']);
+    // pip's target: exec allowed (a compiled wheel's .so is mapped executable), nothing else.
+    expect(r.mounts['/pkgs']).to.include.members(['rw', 'nosuid', 'nodev']);
+    expect(r.mounts['/pkgs']).not.to.include('noexec');
   });
 
-  it('writable: nothing besides /tmp, /workspace, /run/kernel and a 4 MiB /dev/shm; /dev/mqueue is read-only', async () => {
+  it('writable: nothing besides /tmp, /workspace, /run/kernel, /pkgs (egress) and a 4 MiB /dev/shm; /dev/mqueue is read-only', async () => {
     const r = await a.json<{
       writable: string[];
       walked: number;
@@ -453,7 +491,7 @@ _aido_emit(_probe())
     // there would bypass the seccomp denial of mq_open).
     expect(
       r.writable.filter((p) => !under(p, [...WRITABLE_ROOTS, '/dev/shm'])),
-      'writable outside /tmp, /workspace, /run/kernel, /dev/shm',
+      'writable outside /tmp, /workspace, /run/kernel, /pkgs, /dev/shm',
     ).to.deep.equal([]);
     expect(r.shmSize).to.equal(4 * 1024 * 1024);
     expect(r.shm).to.include.members(['nosuid', 'nodev', 'noexec']);
@@ -603,9 +641,7 @@ _aido_emit({
       '/run/docker.sock': false,
       '/run/containerd/containerd.sock': false,
     });
-    expect(r.sockets).to.deep.equal(
-      KERNEL_DIR_ENTRIES.filter((e) => e.startsWith('k-')).map((e) => `/run/kernel/${e}`),
-    );
+    expect(r.sockets).to.deep.equal(KERNEL_DIR_SOCKETS);
     expect(r.env).to.deep.equal([]);
   });
 
@@ -902,9 +938,7 @@ def _probe(marker):
       expect(other.hits, "A's marker in B's file system").to.deep.equal([]);
       expect(other.procs, "A's process seen from B").to.deep.equal([]);
       expect(other.runKernel).to.deep.equal(KERNEL_DIR_ENTRIES);
-      expect(other.sockets).to.deep.equal(
-        KERNEL_DIR_ENTRIES.filter((e) => e.startsWith('k-')).map((e) => `/run/kernel/${e}`),
-      );
+      expect(other.sockets).to.deep.equal(KERNEL_DIR_SOCKETS);
       expect(seen.key, "A's key").to.equal(gatewayKey(a.kernelId));
       expect(other.key, "B's key").to.equal(gatewayKey(b.kernelId));
       expect(other.key, "B's key differs from A's").to.not.equal(seen.key);

@@ -7,7 +7,15 @@ import {
   loadNetworkPolicy,
   parseNetworkPolicy,
 } from '../../../security/network-policy.js';
-import { DEFAULT_POLICY, buildContainerSpec } from '../../../security/policy.js';
+import { loadConfig } from '../../../gateway/config.js';
+import { EGRESS_PRESETS } from '../../../security/egress-policy.js';
+import {
+  DEFAULT_POLICY,
+  EGRESS_RELAY_PORT,
+  EGRESS_SOCKET_NAME,
+  KERNEL_DIR_IN_CONTAINER,
+  buildContainerSpec,
+} from '../../../security/policy.js';
 
 function committed(): Record<string, unknown> {
   return JSON.parse(readFileSync(defaultNetworkPolicyPath(), 'utf8')) as Record<string, unknown>;
@@ -21,8 +29,14 @@ describe('security/network-policy', () => {
     expect(p.ingress).to.deep.equal({ default: 'deny', allow: [] });
     expect(p.interContainer).to.equal('deny');
     expect(p.hostAccess).to.equal('deny');
-    expect(p.mirrors).to.deep.equal([]);
-    expect(p.egressProxy).to.equal(null);
+  });
+
+  it('describes the egress proxy the gateway runs: its relay, socket, default allow-list and presets', () => {
+    const p = loadNetworkPolicy();
+    expect(p.egressProxy.relay).to.equal(`127.0.0.1:${EGRESS_RELAY_PORT}`);
+    expect(p.egressProxy.socket).to.equal(`${KERNEL_DIR_IN_CONTAINER}/${EGRESS_SOCKET_NAME}`);
+    expect(p.egressProxy.defaultAllow).to.deep.equal(loadConfig({}, []).egressAllow);
+    expect(p.egressProxy.presets).to.deep.equal(EGRESS_PRESETS);
   });
 
   it('agrees with buildContainerSpec: egress denied means network none, no ports, no host resolver', () => {
@@ -49,20 +63,21 @@ describe('security/network-policy', () => {
     expect(spec.HostConfig?.Dns).to.deep.equal([p.dns.resolver]);
   });
 
-  it('refuses egress allow entries and mirrors until the egress proxy exists', () => {
+  it('refuses direct egress entries, another network mode and a bad default allow-list', () => {
     expect(() =>
       parseNetworkPolicy({ ...committed(), egress: { default: 'deny', allow: ['pypi.org'] } }),
     ).to.throw(NetworkPolicyError, /egress\.allow/);
+    expect(() => parseNetworkPolicy({ ...committed(), mode: 'bridge' })).to.throw(
+      NetworkPolicyError,
+      /mode/,
+    );
+    const proxy = committed().egressProxy as Record<string, unknown>;
     expect(() =>
       parseNetworkPolicy({
         ...committed(),
-        mirrors: [{ url: 'https://pypi.example/simple', purpose: 'PyPI' }],
+        egressProxy: { ...proxy, defaultAllow: ['https://pypi.org/simple'] },
       }),
-    ).to.throw(NetworkPolicyError, /mirrors: allow-listed egress needs the egress proxy/);
-    expect(() => parseNetworkPolicy({ ...committed(), mode: 'egress-proxy' })).to.throw(
-      NetworkPolicyError,
-      /mode: allow-listed egress needs the egress proxy/,
-    );
+    ).to.throw(NetworkPolicyError, /egressProxy\.defaultAllow: "https:\/\/pypi\.org\/simple"/);
   });
 
   it('fails closed on allow-by-default, unknown keys and bad JSON', () => {
