@@ -280,8 +280,9 @@ class CollectorSink implements ClientSink {
     private readonly onClose: (reason: string) => void,
   ) {}
 
-  send(raw: RawMessage): void {
+  send(raw: RawMessage): boolean {
     this.onMessage(raw);
+    return true;
   }
 
   close(_code: number, reason: string): void {

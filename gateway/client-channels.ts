@@ -16,8 +16,11 @@ const REQUEST_CHANNELS: readonly RequestChannel[] = ['shell', 'control', 'stdin'
 
 /** Where a client session's messages go: a WebSocket, or an in-process collector. */
 export interface ClientSink {
-  /** Delivers one kernel message to the client. */
-  send(raw: RawMessage): void;
+  /**
+   * Delivers one kernel message to the client. False: the sink can no longer deliver (its
+   * transport is closing, or it dropped a client that did not read), so the message was not sent.
+   */
+  send(raw: RawMessage): boolean;
   /** Ends the sink from the gateway's side (code and reason for WebSockets). */
   close(code: number, reason: string): void;
 }
@@ -175,8 +178,10 @@ export class ClientChannels {
     if (this.#closed) return;
     this.opts.metrics?.message(raw.channel, 'to_client', sizeOf(raw));
     if (this.#sink) {
-      this.#sink.send(raw);
-      return;
+      if (this.#sink.send(raw)) return;
+      // The transport is going away but its close has not reached us yet (a client that vanished
+      // mid-execution): buffer from here on, as after the close, instead of losing the message.
+      this.detach(this.#sink);
     }
     this.#buffer.push(raw);
     this.#bufferBytes += sizeOf(raw);

@@ -73,17 +73,17 @@ export class WsSink implements ClientSink {
     }
   }
 
-  send(raw: RawMessage): void {
+  send(raw: RawMessage): boolean {
     const ws = this.ws;
-    if (ws.readyState !== ws.OPEN) return;
+    if (ws.readyState !== ws.OPEN) return false;
     // Checked before each send, so the backlog is bounded by the cap plus one message.
     if (ws.bufferedAmount > this.maxBufferedBytes) {
       this.#dropSlowClient(ws.bufferedAmount);
-      return;
+      return false;
     }
     if (this.protocol === 'v1') {
       ws.send(encodeV1(raw), { binary: true });
-      return;
+      return true;
     }
     let frame: { data: Buffer | string; binary: boolean };
     try {
@@ -95,9 +95,11 @@ export class WsSink implements ClientSink {
         msg_type: raw.header.msg_type,
         err: String(err),
       });
-      return;
+      // Refused on purpose, not undeliverable: the client stays attached.
+      return true;
     }
     ws.send(frame.data, { binary: frame.binary });
+    return true;
   }
 
   /**

@@ -88,6 +88,8 @@ describe('security console (real Chromium, real kernels)', function () {
       memoryBytes: 128 * MiB,
       tmpSizeBytes: 16 * MiB,
       workspaceSizeBytes: 16 * MiB,
+      // /pkgs (egress is on by default) is memory-backed too: it must fit beside the others.
+      pipSizeBytes: 16 * MiB,
     });
     [a, b] = (await Promise.all([t.startKernel(), t.startKernel()])).map((k) => k.id) as [
       string,

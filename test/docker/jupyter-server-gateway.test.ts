@@ -132,7 +132,11 @@ describe('Jupyter Server in gateway mode in front of the gateway', function () {
         60_000,
       );
       expect(r.reply.content.status).to.equal('ok');
-      expect(stdout(r)).to.equal('1000 tester\n');
+      // The sandbox's own uid (from AIDO_SANDBOX_UID's range, no host account), and the user name
+      // Jupyter Server sent as KERNEL_USERNAME.
+      const [uid, user] = stdout(r).trim().split(' ');
+      expect(Number(uid)).to.be.at.least(t.gw.config.sandboxUid);
+      expect(user).to.equal('tester');
       const result = r.iopub.find((m) => m.header.msg_type === 'execute_result');
       expect((result?.content.data as Record<string, string>)['text/plain']).to.equal('42');
     } finally {
