@@ -2,10 +2,12 @@
 # Debian packages the test tiers use as real peers: jupyter_client (signing cross-checks, a Python
 # client) and jupyter-server (gateway mode in front of us); chromium for the security console's
 # browser tests (driven by playwright-core, never a downloaded browser); gcc and python3-dev build
-# the compiled wheel the egress test serves from its loopback mirror. Installed only when missing.
+# the compiled wheel the egress test serves from its loopback mirror; apparmor brings apparmor_parser,
+# which compiles the AppArmor profile in the unit tests. Installed only when missing.
 set -euo pipefail
 need=()
-for pkg in python3-jupyter-client python3-jupyter-server python3-ipykernel chromium gcc python3-dev; do
+for pkg in python3-jupyter-client python3-jupyter-server python3-ipykernel chromium gcc python3-dev \
+  apparmor; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
