@@ -1,16 +1,15 @@
 /** Runs the real gateway as its own process (as in production) for benchmarks. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import path from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
 import Docker from 'dockerode';
+import { CONNECTION_ENV, KERNEL_DIR_IN_CONTAINER } from '../security/policy.js';
 
 /** The kernel image the benches use: AIDO_KERNEL_IMAGE, else aido-kernel:latest. */
 export const BENCH_IMAGE = process.env.AIDO_KERNEL_IMAGE ?? 'aido-kernel:latest';
 
 /** Labels the gateway puts on its sandboxes: its state directory, and the kernel's directory. */
 const LABEL_STATE_DIR = 'org.aido.kernel-gateway.state-dir';
-const LABEL_KERNEL_DIR = 'org.aido.kernel-gateway.kernel-dir';
 
 export interface GatewayProcess {
   base: string;
@@ -19,8 +18,6 @@ export interface GatewayProcess {
   stateDir: string;
   pid: number;
   api(p: string, init?: RequestInit): Promise<Response>;
-  /** Connection files of the running sandboxes (host paths of their ipc sockets). */
-  connectionFiles(): { dir: string; key: string }[];
   /** The kernel directory (ipc sockets k-1 … k-5) and HMAC key of one kernel's sandbox. */
   kernelConnection(kernelId: string): Promise<{ dir: string; key: string; containerId: string }>;
   /** Ids of the containers this gateway started that still exist. */
@@ -101,15 +98,6 @@ export async function startGatewayProcess(
     stateDir,
     pid: child.pid ?? -1,
     api,
-    connectionFiles() {
-      const k = path.join(stateDir, 'k');
-      return readdirSync(k).map((d) => {
-        const conn = JSON.parse(readFileSync(path.join(k, d, 'connection.json'), 'utf8')) as {
-          key: string;
-        };
-        return { dir: path.join(k, d), key: conn.key };
-      });
-    },
     async kernelConnection(kernelId) {
       // Pooled sandboxes are labelled "pool", so ask the gateway which container serves the kernel.
       const list = (await (await api('/api/security/containers')).json()) as {
@@ -119,12 +107,15 @@ export async function startGatewayProcess(
       const entry = list.find((c) => c.kernel_id === kernelId);
       if (!entry) throw new Error(`no sandbox listed for kernel ${kernelId}`);
       const info = await docker.getContainer(entry.container_id).inspect();
-      const dir = (info.Config.Labels as Record<string, string> | null)?.[LABEL_KERNEL_DIR];
+      // The kernel's ipc sockets live in its own volume at /run/kernel; its key is in the
+      // connection the container was given (the gateway never reads either back from the sandbox).
+      const dir = info.Mounts.find((m) => m.Destination === KERNEL_DIR_IN_CONTAINER)?.Source;
       if (dir === undefined)
-        throw new Error(`container ${entry.container_id} has no kernel-dir label`);
-      const conn = JSON.parse(readFileSync(path.join(dir, 'connection.json'), 'utf8')) as {
-        key: string;
-      };
+        throw new Error(`container ${entry.container_id} has no ${KERNEL_DIR_IN_CONTAINER} mount`);
+      const handed = info.Config.Env.find((e) => e.startsWith(`${CONNECTION_ENV}=`));
+      if (handed === undefined)
+        throw new Error(`container ${entry.container_id} has no ${CONNECTION_ENV}`);
+      const conn = JSON.parse(handed.slice(CONNECTION_ENV.length + 1)) as { key: string };
       return { dir, key: conn.key, containerId: info.Id };
     },
     containers,
