@@ -167,7 +167,7 @@ class DockerSandbox implements Sandbox {
   }
 
   destroy(): Promise<void> {
-    this.#destroyed ??= this.runtime.removeContainer(this.container.id);
+    this.#destroyed ??= this.runtime.removeSandbox(this.container.id);
     return this.#destroyed;
   }
 }
@@ -312,7 +312,7 @@ export class DockerRuntime implements KernelRuntime {
       // directory on its own disk.
       await checkKernelDir(dir);
     } catch (err) {
-      await this.removeContainer(container.id).catch(() => undefined);
+      await this.removeSandbox(container.id).catch(() => undefined);
       throw err instanceof GatewayError ? err : this.translate(err, 'starting the sandbox');
     }
     // Only now: Docker's wait ("not-running") returns at once for a container not yet started.
@@ -408,7 +408,7 @@ export class DockerRuntime implements KernelRuntime {
         this.#bound.set(c.Id, a.kernelId);
         scan.adoptable.push(a);
       } catch (err) {
-        scan.refused.push({ containerId: c.Id, reason: (err as Error).message });
+        scan.refused.push({ sandboxId: c.Id, reason: (err as Error).message });
       }
     }
     return scan;
@@ -439,7 +439,7 @@ export class DockerRuntime implements KernelRuntime {
     for (const c of await this.labelled()) {
       live.add(c.Id);
       if (keep.has(c.Id) || c.Created * 1000 > cutoff) continue;
-      await this.removeContainer(c.Id);
+      await this.removeSandbox(c.Id);
       live.delete(c.Id);
       removed++;
     }
@@ -459,7 +459,7 @@ export class DockerRuntime implements KernelRuntime {
   }
 
   /** Removes a container, its kernel-directory volume and its binding record. */
-  async removeContainer(containerId: string): Promise<void> {
+  async removeSandbox(containerId: string): Promise<void> {
     const c = this.opts.docker.getContainer(containerId);
     const volume = await c.inspect().then(
       (i) => (i.Config.Labels as Record<string, string> | null)?.[LABEL_KERNEL_VOLUME],
@@ -489,7 +489,7 @@ export class DockerRuntime implements KernelRuntime {
       if (!info) continue;
       const h = info.HostConfig;
       out.push({
-        containerId: c.Id,
+        sandboxId: c.Id,
         kernelId: this.#bound.get(c.Id) ?? c.Labels[LABEL_KERNEL_ID] ?? null,
         created: info.Created,
         state: info.State.Status,

@@ -240,8 +240,8 @@ export class KernelSession implements ChannelHost {
     return this.#sandbox?.connection;
   }
 
-  /** The container id of the current sandbox. */
-  get containerId(): string | undefined {
+  /** The sandbox id of the current sandbox. */
+  get sandboxId(): string | undefined {
     return this.#sandbox?.id;
   }
 

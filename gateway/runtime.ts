@@ -54,7 +54,7 @@ export interface ExecOptions {
 
 /** One running sandbox (one container); used by exactly one kernel, never reused. */
 export interface Sandbox {
-  /** Container id. */
+  /** Sandbox id. */
   readonly id: string;
   readonly connection: ConnectionInfo;
   /** The uid (also the gid) the sandbox's processes run as; null where the runtime cannot say. */
@@ -94,7 +94,7 @@ export interface Sandbox {
 
 /** A labelled container as the runtime reports it. */
 export interface SandboxInfo {
-  containerId: string;
+  sandboxId: string;
   kernelId: string | null;
   created: string;
   state: string;
@@ -120,7 +120,7 @@ export interface AdoptableSandbox {
 export interface AdoptionScan {
   adoptable: AdoptableSandbox[];
   /** Each is left to the reaper, which removes it alone. */
-  refused: { containerId: string; reason: string }[];
+  refused: { sandboxId: string; reason: string }[];
 }
 
 /** Creates and tracks sandboxes. */
@@ -139,16 +139,11 @@ export interface KernelRuntime {
    * Records, in gateway-owned state, that a (pooled) sandbox now serves `kernelId` with `env`: a
    * gateway restarted later adopts it from that record.
    */
-  bind(containerId: string, kernelId: string, env: Record<string, string>): Promise<void>;
+  bind(sandboxId: string, kernelId: string, env: Record<string, string>): Promise<void>;
   /** Removes one labelled container (and its directory) by id. */
-  removeContainer(containerId: string): Promise<void>;
-  /** {@link Sandbox.exec} in the running sandbox `containerId` (callers that hold only the id). */
-  exec(
-    containerId: string,
-    argv: string[],
-    stdin?: Buffer,
-    opts?: ExecOptions,
-  ): Promise<ExecResult>;
+  removeSandbox(sandboxId: string): Promise<void>;
+  /** {@link Sandbox.exec} in the running sandbox `sandboxId` (callers that hold only the id). */
+  exec(sandboxId: string, argv: string[], stdin?: Buffer, opts?: ExecOptions): Promise<ExecResult>;
   /**
    * Running sandboxes of this state dir bound to a kernel (after a gateway restart), each checked
    * on its own: one that cannot be verified is refused, never a reason to give up on the others.

@@ -58,21 +58,21 @@ export class SecurityService {
       all.map((k) => this.d.kernels.terminate(k.id, 'killed by panic', { cause: 'panic' })),
     );
     // Anything else labelled for this gateway, except sandboxes the pool started since.
-    const orphans = await this.d.runtime.reapOrphans(this.d.kernels.pool.containerIds());
+    const orphans = await this.d.runtime.reapOrphans(this.d.kernels.pool.sandboxIds());
     return { killed: all.length + pooled + orphans };
   }
 
   async containers(): Promise<unknown[]> {
     const list = await this.d.runtime.list();
-    const pooled = this.d.kernels.pool.containerIds();
+    const pooled = this.d.kernels.pool.sandboxIds();
     return list.map((c) => {
       const kernelId =
-        this.d.kernels.kernelOfContainer(c.containerId) ??
-        (pooled.has(c.containerId) ? null : c.kernelId);
+        this.d.kernels.kernelOfSandbox(c.sandboxId) ??
+        (pooled.has(c.sandboxId) ? null : c.kernelId);
       return {
         kernel_id: kernelId,
-        pooled: pooled.has(c.containerId),
-        container_id: c.containerId,
+        pooled: pooled.has(c.sandboxId),
+        container_id: c.sandboxId,
         session_ids: kernelId ? this.d.sessions.idsForKernel(kernelId) : [],
         created: c.created,
         state: c.state,
@@ -84,14 +84,14 @@ export class SecurityService {
     });
   }
 
-  /** Removes a sandbox by container id (or a 12+ character prefix) or by kernel id. */
-  async removeContainer(id: string): Promise<void> {
+  /** Removes a sandbox by sandbox id (or a 12+ character prefix) or by kernel id. */
+  async removeSandbox(id: string): Promise<void> {
     if (this.d.kernels.find(id)) {
       await this.d.kernels.terminate(id, 'removed through the security API');
       return;
     }
     const match = (await this.d.runtime.list()).find(
-      (c) => id.length >= 12 && c.containerId.startsWith(id),
+      (c) => id.length >= 12 && c.sandboxId.startsWith(id),
     );
     if (!match)
       throw new GatewayError('CONTAINER_NOT_FOUND', `No sandbox with container or kernel id ${id}`);
@@ -99,7 +99,7 @@ export class SecurityService {
       await this.d.kernels.terminate(match.kernelId, 'removed through the security API');
       return;
     }
-    await this.d.runtime.removeContainer(match.containerId);
+    await this.d.runtime.removeSandbox(match.sandboxId);
   }
 
   /** Removes everything of a session: its kernel, container, directory and connections. */

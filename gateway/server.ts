@@ -166,8 +166,8 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
   });
   let draining = false;
   const isDraining = (): boolean => draining;
-  const sandboxExec: SandboxExec = (containerId, argv, stdin, opts) =>
-    runtime.exec(containerId, argv, stdin, opts);
+  const sandboxExec: SandboxExec = (sandboxId, argv, stdin, opts) =>
+    runtime.exec(sandboxId, argv, stdin, opts);
   const files = new WorkspaceFiles(sandboxExec, logger.child({ component: 'workspace-files' }), {
     timeoutMs: config.sandboxExecTimeoutS * 1000,
     maxDownloadBytes: config.maxDownloadBytes,
@@ -262,7 +262,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       }
       if (adopted !== undefined) {
         if (adopted > 0) logger.info({ adopted }, 'adopted kernels from a previous run');
-        const reaped = await runtime.reapOrphans(kernels.containerIds()).catch((err: unknown) => {
+        const reaped = await runtime.reapOrphans(kernels.sandboxIds()).catch((err: unknown) => {
           logger.warn({ err: String(err) }, 'could not reap orphaned sandboxes (is Docker up?)');
           return 0;
         });
@@ -272,7 +272,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       // Docker calls) are reaped periodically; young ones may still be starting.
       reaper = setInterval(() => {
         runtime
-          .reapOrphans(kernels.containerIds(), { minAgeMs: 5 * 60_000 })
+          .reapOrphans(kernels.sandboxIds(), { minAgeMs: 5 * 60_000 })
           .then((n) => {
             if (n > 0) logger.warn({ reaped: n }, 'removed orphaned sandboxes');
           })

@@ -90,11 +90,11 @@ describe('security suite: sandboxes end cleanly (DELETE, memory limit, panic)', 
   }
 
   async function containerIds(): Promise<string[]> {
-    return (await t.gw.runtime.list()).map((c) => c.containerId);
+    return (await t.gw.runtime.list()).map((c) => c.sandboxId);
   }
 
   function containerOf(kernelId: string): string {
-    const id = t.gw.kernels.find(kernelId)?.containerId;
+    const id = t.gw.kernels.find(kernelId)?.sandboxId;
     if (id === undefined) throw new Error(`kernel ${kernelId} has no container`);
     return id;
   }
