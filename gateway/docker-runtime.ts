@@ -33,6 +33,7 @@ import type {
   ExecResult,
   KernelRuntime,
   Sandbox,
+  SandboxControls,
   SandboxExit,
   SandboxInfo,
   ZmqChannel,
@@ -85,6 +86,34 @@ function keyFromEnv(env: readonly string[]): string {
   if (typeof key !== 'string' || !KEY.test(key))
     throw new Error(`the container's ${CONNECTION_ENV} has no valid key`);
   return key;
+}
+
+/** The strings of a list the Engine API types loosely (absent: none). */
+function strings(v: unknown): string[] {
+  return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+}
+
+/** The nofile entry of Docker's Ulimits, the only one the policy sets. */
+function nofileOf(
+  ulimits:
+    | readonly { Name?: string | undefined; Soft?: number | undefined; Hard?: number | undefined }[]
+    | null
+    | undefined,
+): { soft: number; hard: number } | null {
+  const n = ulimits?.find((u) => u.Name === 'nofile');
+  return n?.Soft !== undefined && n.Hard !== undefined ? { soft: n.Soft, hard: n.Hard } : null;
+}
+
+/** The controls Docker's SecurityOpt strings say are in force (`seccomp=<json>` is ours). */
+function controlsOf(securityOpt: readonly string[]): SandboxControls {
+  const seccomp = securityOpt.find((o) => o.startsWith('seccomp='));
+  const nnp = securityOpt.find((o) => /^no-new-privileges(?:[:=]|$)/.test(o));
+  const appArmor = securityOpt.find((o) => o.startsWith('apparmor='));
+  return {
+    seccomp: seccomp === undefined ? 'default' : seccomp === 'seccomp=unconfined' ? 'none' : 'aido',
+    noNewPrivileges: nnp !== undefined && !/[:=]false$/.test(nnp),
+    appArmor: appArmor === undefined ? null : appArmor.slice('apparmor='.length),
+  };
 }
 
 function isNotFound(err: unknown): boolean {
@@ -495,19 +524,17 @@ export class DockerRuntime implements KernelRuntime {
         state: info.State.Status,
         user: info.Config.User,
         limits: {
-          memory: h.Memory,
-          memory_swap: h.MemorySwap,
-          nano_cpus: h.NanoCpus,
-          pids_limit: h.PidsLimit,
-          ulimits: h.Ulimits,
-          readonly_rootfs: h.ReadonlyRootfs,
-          network_mode: h.NetworkMode,
-          cap_drop: h.CapDrop,
-          tmpfs: h.Tmpfs,
+          memoryBytes: h.Memory || null,
+          memoryAndSwapBytes: h.MemorySwap || null,
+          cpus: h.NanoCpus ? h.NanoCpus / 1e9 : null,
+          pids: h.PidsLimit || null,
+          openFiles: nofileOf(h.Ulimits),
+          readOnlyRootfs: h.ReadonlyRootfs === true,
+          network: h.NetworkMode ?? '',
+          capabilitiesDropped: strings(h.CapDrop),
+          scratch: h.Tmpfs ?? {},
         },
-        securityOpt: ((h.SecurityOpt ?? []) as string[]).map((o: string) =>
-          o.startsWith('seccomp=') ? 'seccomp=<profile>' : o,
-        ),
+        controls: controlsOf(strings(h.SecurityOpt)),
         runtime: h.Runtime ?? 'runc',
       });
     }

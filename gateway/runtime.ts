@@ -92,7 +92,35 @@ export interface Sandbox {
   destroy(): Promise<void>;
 }
 
-/** A labelled container as the runtime reports it. */
+/**
+ * A sandbox's limits as its backend reads them back from the live sandbox (not from the policy):
+ * null where the backend sets none or cannot say.
+ */
+export interface SandboxLimits {
+  memoryBytes: number | null;
+  /** Memory plus swap; equal to `memoryBytes` when the sandbox has no swap. */
+  memoryAndSwapBytes: number | null;
+  cpus: number | null;
+  pids: number | null;
+  openFiles: { soft: number; hard: number } | null;
+  readOnlyRootfs: boolean;
+  /** The sandbox's network (`none` for kernels). */
+  network: string;
+  capabilitiesDropped: string[];
+  /** Memory-backed scratch mounts: path to mount options (e.g. `rw,noexec,size=…`). */
+  scratch: Record<string, string>;
+}
+
+/** The kernel-hardening controls in force on a live sandbox, read back from it. */
+export interface SandboxControls {
+  /** `aido`: our allow-list; `default`: the runtime's default profile; `none`: unconfined. */
+  seccomp: 'aido' | 'default' | 'none';
+  noNewPrivileges: boolean;
+  /** The AppArmor profile applied, or null. */
+  appArmor: string | null;
+}
+
+/** A labelled sandbox as the runtime reports it. */
 export interface SandboxInfo {
   sandboxId: string;
   kernelId: string | null;
@@ -100,8 +128,9 @@ export interface SandboxInfo {
   state: string;
   /** The uid:gid its processes run as. */
   user: string;
-  limits: Record<string, unknown>;
-  securityOpt: string[];
+  limits: SandboxLimits;
+  controls: SandboxControls;
+  /** The OCI runtime (or RuntimeClass) that runs it, e.g. `runc`, `runsc`. */
   runtime: string;
 }
 
