@@ -164,9 +164,9 @@ class DockerSandbox implements Sandbox {
     return this.container.id;
   }
 
-  async signal(signal: 'SIGINT' | 'SIGKILL'): Promise<void> {
+  async kill(): Promise<void> {
     try {
-      await this.container.kill({ signal });
+      await this.container.kill({ signal: 'SIGKILL' });
     } catch (err) {
       // 409: not running any more; 404: already removed. Both mean the signal has nothing to do.
       const code = (err as { statusCode?: number }).statusCode;

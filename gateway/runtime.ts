@@ -22,6 +22,18 @@ export interface ConnectionInfo {
 export interface SandboxExit {
   exitCode: number | null;
   oomKilled: boolean;
+  /**
+   * The backend's own words when the sandbox ended by something other than its process exiting
+   * (a pod evicted, preempted or lost with its node); absent when the exit code says it all.
+   */
+  reason?: string;
+}
+
+/** A sandbox's exit in words, for errors and logs: `OOM-killed`, `exit code 1`, `evicted`… */
+export function describeSandboxExit(exit: SandboxExit): string {
+  if (exit.oomKilled) return 'OOM-killed';
+  const code = `exit code ${exit.exitCode ?? 'unknown'}`;
+  return exit.reason === undefined ? code : `${exit.reason}, ${code}`;
 }
 
 /** What a command run inside a sandbox returned. */
@@ -61,8 +73,11 @@ export interface Sandbox {
   readonly uid: number | null;
   /** Settles once the container has stopped. */
   readonly exited: Promise<SandboxExit>;
-  /** Sends a signal to the container's init (SIGINT reaches the kernel's process group). */
-  signal(signal: 'SIGINT' | 'SIGKILL'): Promise<void>;
+  /**
+   * Kills every process of the sandbox now (its `exited` then settles); the sandbox stays until
+   * {@link destroy}. Interrupts are not signals: the kernelspec's `interrupt_mode` is `message`.
+   */
+  kill(): Promise<void>;
   /**
    * Applies the policy's limits that start-up was allowed to exceed (the CPU quota) and closes
    * what start-up left open to the kernel (the Docker backend takes the kernel's ipc sockets over,
