@@ -15,6 +15,14 @@ import {
   type SandboxEgress,
   type SandboxPolicy,
 } from '../security/policy.js';
+import {
+  LABEL_APP,
+  LABEL_INSTANCE,
+  LABEL_KERNEL_ID,
+  LABEL_KERNEL_VOLUME,
+  LABEL_STATE_DIR,
+  POOL_KERNEL_ID,
+} from '../security/labels.js';
 import { execIn } from './docker-exec.js';
 import { GatewayError } from './errors.js';
 import {
@@ -40,19 +48,8 @@ import type {
 } from './runtime.js';
 import { SandboxBindings } from './sandbox-bindings.js';
 
-/** Labels every sandbox carries; the state-dir label scopes ownership to one gateway. */
-export const LABEL_APP = 'org.aido.kernel-gateway';
-export const LABEL_STATE_DIR = 'org.aido.kernel-gateway.state-dir';
-export const LABEL_KERNEL_ID = 'org.aido.kernel-gateway.kernel-id';
-/** The name of the sandbox's kernel-directory volume. */
-export const LABEL_KERNEL_VOLUME = 'org.aido.kernel-gateway.kernel-volume';
-/** The gateway instance that created the sandbox (one live instance per state dir: the lock). */
-export const LABEL_INSTANCE = 'org.aido.kernel-gateway.instance';
-
 /** Where a helper exec runs (as the container's own user: the sandbox's unmapped uid). */
 const sandboxExec = { workingDir: WORKSPACE_DIR };
-/** The kernel-id label of warm-pool sandboxes: the kernel they serve is decided when one is taken. */
-export const POOL_KERNEL_ID = 'pool';
 const PORTS: Record<ZmqChannel, number> = { shell: 1, iopub: 2, stdin: 3, control: 4, hb: 5 };
 
 export interface DockerRuntimeOptions {

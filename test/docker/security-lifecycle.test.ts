@@ -13,7 +13,7 @@ import path from 'node:path';
 import { expect, use } from 'chai';
 import chaiAsPromised from 'chai-as-promised';
 import Docker from 'dockerode';
-import { LABEL_KERNEL_VOLUME, LABEL_STATE_DIR } from '../../gateway/docker-runtime.js';
+import { LABEL_KERNEL_VOLUME, LABEL_STATE_DIR } from '../../security/labels.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { KernelProbe } from '../helpers/kernel-probe.js';
 import type { TestClient } from '../helpers/ws-client.js';
