@@ -362,7 +362,7 @@ export class DockerRuntime implements KernelRuntime {
     };
     if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED' || e.code === 'EACCES') {
       return new GatewayError(
-        'DOCKER_UNAVAILABLE',
+        'RUNTIME_UNAVAILABLE',
         `Docker Engine is not reachable (${e.code}) while ${what}`,
         { cause: err },
       );
