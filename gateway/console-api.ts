@@ -11,7 +11,7 @@ import type { SandboxStats } from './sandbox-stats.js';
 export interface ConsoleApiDeps {
   config: GatewayConfig;
   kernels: KernelRegistry;
-  stats: SandboxStats;
+  stats: Pick<SandboxStats, 'read'>;
 }
 
 export function createConsoleApi(deps: ConsoleApiDeps): express.Router {
