@@ -1,7 +1,10 @@
 /**
- * The container runtime as the rest of the gateway sees it: a narrow interface, so that the Docker
- * backend (ipc sockets in a per-sandbox tmpfs volume) can be joined later by others (Kubernetes +
- * TCP/Curve) without touching the bridge.
+ * The sandbox backend as the rest of the gateway sees it: a narrow, transport-neutral interface.
+ * Everything above it (kernel sessions, the bridge, the deadline ladder, the APIs) speaks of opaque
+ * sandbox ids, ZeroMQ endpoint URLs, neutral limits and controls, and exits with a reason; what a
+ * backend is made of (Docker containers and ipc sockets in a per-sandbox tmpfs volume today, pods
+ * and `tcp://` endpoints on Kubernetes per docs/scaling.md) stays below it. A backend is given to
+ * `createGateway` (gateway/server.ts) as `deps.runtime`.
  */
 
 import type { Writable } from 'node:stream';
@@ -14,7 +17,7 @@ export interface ConnectionInfo {
   /** HMAC key (hex); fresh per sandbox. */
   key: string;
   signatureScheme: 'hmac-sha256';
-  /** ZeroMQ endpoints, e.g. `ipc:///var/lib/aido-kgw/k/1a2b/k-1`. */
+  /** ZeroMQ endpoints, e.g. `ipc:///var/lib/aido-kgw/k/1a2b/k-1` or `tcp://10.1.2.3:50001`. */
   endpoints: Record<ZmqChannel, string>;
 }
 
@@ -64,14 +67,14 @@ export interface ExecOptions {
   stdout?: Writable;
 }
 
-/** One running sandbox (one container); used by exactly one kernel, never reused. */
+/** One running sandbox (a container, a pod); used by exactly one kernel, never reused. */
 export interface Sandbox {
-  /** Sandbox id. */
+  /** The backend's opaque id for it (a container id on Docker, a pod name on Kubernetes). */
   readonly id: string;
   readonly connection: ConnectionInfo;
   /** The uid (also the gid) the sandbox's processes run as; null where the runtime cannot say. */
   readonly uid: number | null;
-  /** Settles once the container has stopped. */
+  /** Settles once the sandbox has stopped. */
   readonly exited: Promise<SandboxExit>;
   /**
    * Kills every process of the sandbox now (its `exited` then settles); the sandbox stays until
@@ -99,11 +102,11 @@ export interface Sandbox {
   hostPath(name: string): string | null;
   /**
    * Runs `argv` inside the sandbox as the sandbox user (its unmapped uid) in /workspace, under the
-   * container's own limits (every exec process counts against the pids limit), feeding `stdin`
+   * sandbox's own limits (every exec process counts against the pids limit), feeding `stdin`
    * and collecting stdout and stderr as raw bytes, within `opts.limits` (see {@link ExecLimits}).
    */
   exec(argv: string[], stdin?: Buffer, opts?: ExecOptions): Promise<ExecResult>;
-  /** Kills and removes the container and its directory. Idempotent. */
+  /** Kills and removes the sandbox and what the backend keeps for it. Idempotent. */
   destroy(): Promise<void>;
 }
 
@@ -175,8 +178,8 @@ export interface KernelRuntime {
    */
   createSandbox(kernelId: string | null, env: Record<string, string>): Promise<Sandbox>;
   /**
-   * Removes labelled containers and directories of this state dir that are not in `keep`.
-   * With `minAgeMs`, only those older than that (so a sandbox being created is not taken).
+   * Removes labelled sandboxes of this state dir (and what the backend keeps for them) that are
+   * not in `keep`. With `minAgeMs`, only those older than that (so one being created is not taken).
    */
   reapOrphans(keep: ReadonlySet<string>, opts?: { minAgeMs?: number }): Promise<number>;
   /**
@@ -184,7 +187,7 @@ export interface KernelRuntime {
    * gateway restarted later adopts it from that record.
    */
   bind(sandboxId: string, kernelId: string, env: Record<string, string>): Promise<void>;
-  /** Removes one labelled container (and its directory) by id. */
+  /** Removes one labelled sandbox (and what the backend keeps for it) by id. */
   removeSandbox(sandboxId: string): Promise<void>;
   /** {@link Sandbox.exec} in the running sandbox `sandboxId` (callers that hold only the id). */
   exec(sandboxId: string, argv: string[], stdin?: Buffer, opts?: ExecOptions): Promise<ExecResult>;
@@ -193,8 +196,8 @@ export interface KernelRuntime {
    * on its own: one that cannot be verified is refused, never a reason to give up on the others.
    */
   adoptable(): Promise<AdoptionScan>;
-  /** Every labelled container of this state dir. */
+  /** Every labelled sandbox of this state dir. */
   list(): Promise<SandboxInfo[]>;
-  /** Whether the container engine answers. */
+  /** Whether the backend (Docker Engine, the API server) answers. */
   ping(): Promise<boolean>;
 }
