@@ -102,7 +102,7 @@ function nofileOf(
 }
 
 /** The controls Docker's SecurityOpt strings say are in force (`seccomp=<json>` is ours). */
-function controlsOf(securityOpt: readonly string[]): SandboxControls {
+export function controlsOf(securityOpt: readonly string[]): SandboxControls {
   const seccomp = securityOpt.find((o) => o.startsWith('seccomp='));
   const nnp = securityOpt.find((o) => /^no-new-privileges(?:[:=]|$)/.test(o));
   const appArmor = securityOpt.find((o) => o.startsWith('apparmor='));
