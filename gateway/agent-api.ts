@@ -137,7 +137,7 @@ export function createAgentApi(deps: AgentApiDeps): express.Router {
   });
   const raw = express.raw({ limit: config.maxUploadBytes, type: () => true });
 
-  const containerOf = (kernelId: string): string => assertRunnable(kernels.get(kernelId));
+  const sandboxOf = (kernelId: string): string => assertRunnable(kernels.get(kernelId));
 
   /**
    * Answers an execution as JSON, SSE or NDJSON; `run` executes with the given event sink.
@@ -230,17 +230,17 @@ export function createAgentApi(deps: AgentApiDeps): express.Router {
 
   // ---- workspace files ----
   router.get('/api/kernels/:id/files', async (req, res) => {
-    const containerId = containerOf(param(req, 'id'));
+    const sandboxId = sandboxOf(param(req, 'id'));
     const query: unknown = req.query.path;
-    res.json(await files.list(containerId, workspacePath(query ?? '')));
+    res.json(await files.list(sandboxId, workspacePath(query ?? '')));
   });
   router.get('/api/kernels/:id/files/*path', async (req, res) => {
-    const containerId = containerOf(param(req, 'id'));
+    const sandboxId = sandboxOf(param(req, 'id'));
     const rel = workspacePath(pathParam(req));
     const mime = mimeTypeOf(rel);
     try {
       // Streamed: the status and headers go out once the helper has said the file's size.
-      await files.download(containerId, rel, (size) => {
+      await files.download(sandboxId, rel, (size) => {
         res.setHeader('Content-Type', isTextMime(mime) ? `${mime}; charset=utf-8` : mime);
         res.setHeader('Content-Length', String(size));
         res.setHeader('X-Content-Type-Options', 'nosniff');
@@ -261,11 +261,11 @@ export function createAgentApi(deps: AgentApiDeps): express.Router {
   });
   router.put('/api/kernels/:id/files/*path', raw, async (req, res) => {
     const kernelId = param(req, 'id');
-    const containerId = containerOf(kernelId);
+    const sandboxId = sandboxOf(kernelId);
     const rel = workspacePath(pathParam(req));
     const body: unknown = req.body;
     const data = Buffer.isBuffer(body) ? body : Buffer.alloc(0);
-    const entry = await files.write(containerId, rel, data);
+    const entry = await files.write(sandboxId, rel, data);
     res.status(entry.created ? 201 : 200).json({
       ...entry,
       mime_type: mimeTypeOf(entry.path),
@@ -273,8 +273,8 @@ export function createAgentApi(deps: AgentApiDeps): express.Router {
     });
   });
   router.delete('/api/kernels/:id/files/*path', async (req, res) => {
-    const containerId = containerOf(param(req, 'id'));
-    await files.remove(containerId, workspacePath(pathParam(req)));
+    const sandboxId = sandboxOf(param(req, 'id'));
+    await files.remove(sandboxId, workspacePath(pathParam(req)));
     res.status(204).end();
   });
 

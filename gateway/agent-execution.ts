@@ -299,14 +299,10 @@ export function assertRunnable(kernel: KernelSession): string {
       'KERNEL_DEAD',
       `kernel ${kernel.id} is dead${kernel.reason ? `: ${kernel.reason}` : ''}`,
     );
-  const containerId = kernel.containerId;
-  if (
-    kernel.executionState === 'restarting' ||
-    kernel.executionState === 'starting' ||
-    !containerId
-  )
+  const sandboxId = kernel.sandboxId;
+  if (kernel.executionState === 'restarting' || kernel.executionState === 'starting' || !sandboxId)
     throw new GatewayError('KERNEL_DEAD', `kernel ${kernel.id} is restarting; try again shortly`);
-  return containerId;
+  return sandboxId;
 }
 
 function statusOf(
@@ -553,18 +549,18 @@ export class AgentExecutor {
       signal?: AbortSignal;
     },
   ): Promise<ExecutionDocument> {
-    const containerId = assertRunnable(kernel);
+    const sandboxId = assertRunnable(kernel);
     const log = this.opts.logger.child({ kernel: kernel.id });
     let before: WorkspaceSnapshot | undefined;
     let artifactsError: string | undefined;
     try {
-      before = await this.opts.files.snapshot(containerId);
+      before = await this.opts.files.snapshot(sandboxId);
     } catch (err) {
       artifactsError = `the workspace could not be listed before the execution: ${(err as Error).message}`;
       log.warn({ err: String(err) }, 'workspace snapshot failed');
     }
     if (req.env && Object.keys(req.env).length > 0)
-      await this.#applyEnv(kernel, containerId, req.env, opts.signal);
+      await this.#applyEnv(kernel, sandboxId, req.env, opts.signal);
     const run = await runCode(kernel, {
       code: req.code,
       maxOutputBytes: this.#maxOutputBytes,
@@ -576,16 +572,16 @@ export class AgentExecutor {
     let artifacts: Artifact[] = [];
     let artifactsTruncated = false;
     if (before) {
-      if (kernel.containerId !== containerId) {
+      if (kernel.sandboxId !== sandboxId) {
         artifactsError = 'the sandbox was replaced during the execution; its workspace is gone';
       } else {
         try {
-          const after = await this.opts.files.snapshot(containerId);
+          const after = await this.opts.files.snapshot(sandboxId);
           const changed = changedFiles(before, after);
           artifactsTruncated = changed.length > MAX_ARTIFACTS || after.truncated;
           artifacts = await this.#artifacts(
             kernel.id,
-            containerId,
+            sandboxId,
             changed.slice(0, MAX_ARTIFACTS),
             opts.artifacts,
           );
@@ -616,7 +612,7 @@ export class AgentExecutor {
 
   async #artifacts(
     kernelId: string,
-    containerId: string,
+    sandboxId: string,
     changed: { path: string; size: number; change: 'created' | 'modified' }[],
     mode: 'url' | 'inline',
   ): Promise<Artifact[]> {
@@ -633,7 +629,7 @@ export class AgentExecutor {
       else if (c.size <= INLINE_FILE_BYTES && inlined + c.size <= INLINE_TOTAL_BYTES) {
         // The file may have grown since the snapshot: read at most what may be inlined.
         const bytes = await this.opts.files
-          .read(containerId, c.path, INLINE_FILE_BYTES)
+          .read(sandboxId, c.path, INLINE_FILE_BYTES)
           .catch(() => undefined);
         if (bytes) {
           a.content_base64 = bytes.toString('base64');
@@ -652,7 +648,7 @@ export class AgentExecutor {
    */
   async #applyEnv(
     kernel: KernelSession,
-    containerId: string,
+    sandboxId: string,
     env: Record<string, string>,
     signal: AbortSignal | undefined,
   ): Promise<void> {
@@ -667,7 +663,7 @@ export class AgentExecutor {
     try {
       const w = await this.opts
         .exec(
-          containerId,
+          sandboxId,
           ['python3', '-I', '-S', '-c', ENV_WRITER],
           Buffer.from(JSON.stringify(env)),
         )

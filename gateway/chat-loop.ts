@@ -650,7 +650,7 @@ export class ChatLoop {
   async #fileTool(
     ctx: TurnContext,
     call: ChatCompletionMessageFunctionToolCall,
-    read: (containerId: string) => Promise<string>,
+    read: (sandboxId: string) => Promise<string>,
   ): Promise<ToolOutcome> {
     const started = performance.now();
     const step = (status: 'ok' | 'error', error?: GatewayError): ChatStep => ({
@@ -678,8 +678,8 @@ export class ChatLoop {
     }
   }
 
-  async #listFiles(containerId: string, path: string | undefined): Promise<string> {
-    const listing = await this.d.files.list(containerId, workspacePath(path ?? ''));
+  async #listFiles(sandboxId: string, path: string | undefined): Promise<string> {
+    const listing = await this.d.files.list(sandboxId, workspacePath(path ?? ''));
     return [
       `${`/workspace/${listing.path}`.replace(/\/$/, '')}:`,
       ...listing.entries.map(
@@ -689,9 +689,9 @@ export class ChatLoop {
     ].join('\n');
   }
 
-  async #readFile(containerId: string, path: string): Promise<string> {
+  async #readFile(sandboxId: string, path: string): Promise<string> {
     const rel = workspacePath(path);
-    const bytes = await this.d.files.read(containerId, rel);
+    const bytes = await this.d.files.read(sandboxId, rel);
     try {
       return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
     } catch {

@@ -11,7 +11,7 @@ import type { SandboxStats } from './sandbox-stats.js';
 export interface ConsoleApiDeps {
   config: GatewayConfig;
   kernels: KernelRegistry;
-  stats: SandboxStats;
+  stats: Pick<SandboxStats, 'read'>;
 }
 
 export function createConsoleApi(deps: ConsoleApiDeps): express.Router {
@@ -21,11 +21,11 @@ export function createConsoleApi(deps: ConsoleApiDeps): express.Router {
     res.json({ capacity: kernels.deaths.capacity, deaths: kernels.deaths.list() });
   });
   router.get('/api/security/stats', async (_req, res) => {
-    const report = await stats.read([...kernels.containerIds()]);
+    const report = await stats.read([...kernels.sandboxIds()]);
     res.json({
       cpu_limit_cores: config.cpus,
       stats: report.stats.map((s) => ({
-        kernel_id: kernels.kernelOfContainer(s.container_id) ?? null,
+        kernel_id: kernels.kernelOfSandbox(s.container_id) ?? null,
         ...s,
       })),
       missing: report.missing,

@@ -15,6 +15,14 @@ import {
   type SandboxEgress,
   type SandboxPolicy,
 } from '../security/policy.js';
+import {
+  LABEL_APP,
+  LABEL_INSTANCE,
+  LABEL_KERNEL_ID,
+  LABEL_KERNEL_VOLUME,
+  LABEL_STATE_DIR,
+  POOL_KERNEL_ID,
+} from '../security/labels.js';
 import { execIn } from './docker-exec.js';
 import { GatewayError } from './errors.js';
 import {
@@ -33,25 +41,15 @@ import type {
   ExecResult,
   KernelRuntime,
   Sandbox,
+  SandboxControls,
   SandboxExit,
   SandboxInfo,
   ZmqChannel,
 } from './runtime.js';
 import { SandboxBindings } from './sandbox-bindings.js';
 
-/** Labels every sandbox carries; the state-dir label scopes ownership to one gateway. */
-export const LABEL_APP = 'org.aido.kernel-gateway';
-export const LABEL_STATE_DIR = 'org.aido.kernel-gateway.state-dir';
-export const LABEL_KERNEL_ID = 'org.aido.kernel-gateway.kernel-id';
-/** The name of the sandbox's kernel-directory volume. */
-export const LABEL_KERNEL_VOLUME = 'org.aido.kernel-gateway.kernel-volume';
-/** The gateway instance that created the sandbox (one live instance per state dir: the lock). */
-export const LABEL_INSTANCE = 'org.aido.kernel-gateway.instance';
-
 /** Where a helper exec runs (as the container's own user: the sandbox's unmapped uid). */
 const sandboxExec = { workingDir: WORKSPACE_DIR };
-/** The kernel-id label of warm-pool sandboxes: the kernel they serve is decided when one is taken. */
-export const POOL_KERNEL_ID = 'pool';
 const PORTS: Record<ZmqChannel, number> = { shell: 1, iopub: 2, stdin: 3, control: 4, hb: 5 };
 
 export interface DockerRuntimeOptions {
@@ -85,6 +83,34 @@ function keyFromEnv(env: readonly string[]): string {
   if (typeof key !== 'string' || !KEY.test(key))
     throw new Error(`the container's ${CONNECTION_ENV} has no valid key`);
   return key;
+}
+
+/** The strings of a list the Engine API types loosely (absent: none). */
+function strings(v: unknown): string[] {
+  return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+}
+
+/** The nofile entry of Docker's Ulimits, the only one the policy sets. */
+function nofileOf(
+  ulimits:
+    | readonly { Name?: string | undefined; Soft?: number | undefined; Hard?: number | undefined }[]
+    | null
+    | undefined,
+): { soft: number; hard: number } | null {
+  const n = ulimits?.find((u) => u.Name === 'nofile');
+  return n?.Soft !== undefined && n.Hard !== undefined ? { soft: n.Soft, hard: n.Hard } : null;
+}
+
+/** The controls Docker's SecurityOpt strings say are in force (`seccomp=<json>` is ours). */
+export function controlsOf(securityOpt: readonly string[]): SandboxControls {
+  const seccomp = securityOpt.find((o) => o.startsWith('seccomp='));
+  const nnp = securityOpt.find((o) => /^no-new-privileges(?:[:=]|$)/.test(o));
+  const appArmor = securityOpt.find((o) => o.startsWith('apparmor='));
+  return {
+    seccomp: seccomp === undefined ? 'default' : seccomp === 'seccomp=unconfined' ? 'none' : 'aido',
+    noNewPrivileges: nnp !== undefined && !/[:=]false$/.test(nnp),
+    appArmor: appArmor === undefined ? null : appArmor.slice('apparmor='.length),
+  };
 }
 
 function isNotFound(err: unknown): boolean {
@@ -135,9 +161,9 @@ class DockerSandbox implements Sandbox {
     return this.container.id;
   }
 
-  async signal(signal: 'SIGINT' | 'SIGKILL'): Promise<void> {
+  async kill(): Promise<void> {
     try {
-      await this.container.kill({ signal });
+      await this.container.kill({ signal: 'SIGKILL' });
     } catch (err) {
       // 409: not running any more; 404: already removed. Both mean the signal has nothing to do.
       const code = (err as { statusCode?: number }).statusCode;
@@ -167,7 +193,7 @@ class DockerSandbox implements Sandbox {
   }
 
   destroy(): Promise<void> {
-    this.#destroyed ??= this.runtime.removeContainer(this.container.id);
+    this.#destroyed ??= this.runtime.removeSandbox(this.container.id);
     return this.#destroyed;
   }
 }
@@ -312,7 +338,7 @@ export class DockerRuntime implements KernelRuntime {
       // directory on its own disk.
       await checkKernelDir(dir);
     } catch (err) {
-      await this.removeContainer(container.id).catch(() => undefined);
+      await this.removeSandbox(container.id).catch(() => undefined);
       throw err instanceof GatewayError ? err : this.translate(err, 'starting the sandbox');
     }
     // Only now: Docker's wait ("not-running") returns at once for a container not yet started.
@@ -336,7 +362,7 @@ export class DockerRuntime implements KernelRuntime {
     };
     if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED' || e.code === 'EACCES') {
       return new GatewayError(
-        'DOCKER_UNAVAILABLE',
+        'RUNTIME_UNAVAILABLE',
         `Docker Engine is not reachable (${e.code}) while ${what}`,
         { cause: err },
       );
@@ -408,7 +434,7 @@ export class DockerRuntime implements KernelRuntime {
         this.#bound.set(c.Id, a.kernelId);
         scan.adoptable.push(a);
       } catch (err) {
-        scan.refused.push({ containerId: c.Id, reason: (err as Error).message });
+        scan.refused.push({ sandboxId: c.Id, reason: (err as Error).message });
       }
     }
     return scan;
@@ -439,7 +465,7 @@ export class DockerRuntime implements KernelRuntime {
     for (const c of await this.labelled()) {
       live.add(c.Id);
       if (keep.has(c.Id) || c.Created * 1000 > cutoff) continue;
-      await this.removeContainer(c.Id);
+      await this.removeSandbox(c.Id);
       live.delete(c.Id);
       removed++;
     }
@@ -459,7 +485,7 @@ export class DockerRuntime implements KernelRuntime {
   }
 
   /** Removes a container, its kernel-directory volume and its binding record. */
-  async removeContainer(containerId: string): Promise<void> {
+  async removeSandbox(containerId: string): Promise<void> {
     const c = this.opts.docker.getContainer(containerId);
     const volume = await c.inspect().then(
       (i) => (i.Config.Labels as Record<string, string> | null)?.[LABEL_KERNEL_VOLUME],
@@ -489,25 +515,23 @@ export class DockerRuntime implements KernelRuntime {
       if (!info) continue;
       const h = info.HostConfig;
       out.push({
-        containerId: c.Id,
+        sandboxId: c.Id,
         kernelId: this.#bound.get(c.Id) ?? c.Labels[LABEL_KERNEL_ID] ?? null,
         created: info.Created,
         state: info.State.Status,
         user: info.Config.User,
         limits: {
-          memory: h.Memory,
-          memory_swap: h.MemorySwap,
-          nano_cpus: h.NanoCpus,
-          pids_limit: h.PidsLimit,
-          ulimits: h.Ulimits,
-          readonly_rootfs: h.ReadonlyRootfs,
-          network_mode: h.NetworkMode,
-          cap_drop: h.CapDrop,
-          tmpfs: h.Tmpfs,
+          memoryBytes: h.Memory || null,
+          memoryAndSwapBytes: h.MemorySwap || null,
+          cpus: h.NanoCpus ? h.NanoCpus / 1e9 : null,
+          pids: h.PidsLimit || null,
+          openFiles: nofileOf(h.Ulimits),
+          readOnlyRootfs: h.ReadonlyRootfs === true,
+          network: h.NetworkMode ?? '',
+          capabilitiesDropped: strings(h.CapDrop),
+          scratch: h.Tmpfs ?? {},
         },
-        securityOpt: ((h.SecurityOpt ?? []) as string[]).map((o: string) =>
-          o.startsWith('seccomp=') ? 'seccomp=<profile>' : o,
-        ),
+        controls: controlsOf(strings(h.SecurityOpt)),
         runtime: h.Runtime ?? 'runc',
       });
     }

@@ -18,7 +18,7 @@ export type GatewayErrorCode =
   | 'PAYLOAD_TOO_LARGE'
   | 'KERNEL_START_FAILED'
   | 'KERNEL_DEAD'
-  | 'DOCKER_UNAVAILABLE'
+  | 'RUNTIME_UNAVAILABLE'
   | 'SHUTTING_DOWN'
   | 'BAD_PATH'
   | 'FILE_NOT_FOUND'
@@ -52,7 +52,7 @@ const STATUS: Record<GatewayErrorCode, { status: number; reason: string }> = {
   PAYLOAD_TOO_LARGE: { status: 413, reason: 'Payload Too Large' },
   KERNEL_START_FAILED: { status: 500, reason: 'Kernel Start Failed' },
   KERNEL_DEAD: { status: 409, reason: 'Kernel Dead' },
-  DOCKER_UNAVAILABLE: { status: 503, reason: 'Service Unavailable' },
+  RUNTIME_UNAVAILABLE: { status: 503, reason: 'Service Unavailable' },
   SHUTTING_DOWN: { status: 503, reason: 'Service Unavailable' },
   BAD_PATH: { status: 400, reason: 'Bad Request' },
   FILE_NOT_FOUND: { status: 404, reason: 'Not Found' },

@@ -188,7 +188,7 @@ export function createHttpApi(deps: HttpApiDeps): express.Express {
     res.json(await security.containers());
   });
   app.delete('/api/security/containers/:id', async (req, res) => {
-    await security.removeContainer(param(req, 'id'));
+    await security.removeSandbox(param(req, 'id'));
     res.status(204).end();
   });
   app.delete('/api/security/sessions/:id', async (req, res) => {

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { createMessage, decodeZmq, encodeZmq, Signer, toRaw } from '../protocol/index.js';
 import { GatewayError } from './errors.js';
 import { decodeLimits, PROBE_LIMITS, zmqInbound } from './inbound-gate.js';
-import type { Sandbox, SandboxExit } from './runtime.js';
+import { describeSandboxExit, type Sandbox, type SandboxExit } from './runtime.js';
 import { ZmqLink } from './zmq-link.js';
 
 export async function waitForKernel(sandbox: Sandbox, timeoutMs: number): Promise<void> {
@@ -51,7 +51,7 @@ export async function waitForKernel(sandbox: Sandbox, timeoutMs: number): Promis
       if (exit) {
         throw new GatewayError(
           'KERNEL_START_FAILED',
-          `the sandbox stopped while starting (${exit.oomKilled ? 'OOM-killed' : `exit code ${exit.exitCode}`})`,
+          `the sandbox stopped while starting (${describeSandboxExit(exit)})`,
         );
       }
       if (Date.now() > deadline)

@@ -161,7 +161,7 @@ export class KernelRegistry {
     let adopted = 0;
     const scan = await this.runtime.adoptable();
     for (const r of scan.refused)
-      this.logger.warn({ container: r.containerId, why: r.reason }, 'not adopting a sandbox');
+      this.logger.warn({ sandbox: r.sandboxId, why: r.reason }, 'not adopting a sandbox');
     for (const a of scan.adoptable) {
       if (this.#kernels.has(a.kernelId) || !UUID.test(a.kernelId)) {
         this.logger.warn(
@@ -270,7 +270,7 @@ export class KernelRegistry {
   #recordEnd(k: KernelSession, cause: DeathCause, reason: string): void {
     this.deaths.record({
       kernel_id: k.id,
-      container_id: k.containerId ?? null,
+      container_id: k.sandboxId ?? null,
       cause,
       reason,
       exit_code: null,
@@ -286,19 +286,19 @@ export class KernelRegistry {
     return all.length;
   }
 
-  /** Container ids of the sandboxes in use (for orphan reaping). */
-  containerIds(): Set<string> {
+  /** Sandbox ids of the sandboxes in use (for orphan reaping). */
+  sandboxIds(): Set<string> {
     const ids = new Set<string>();
     for (const k of [...this.#kernels.values(), ...this.#starting.values()])
-      if (k.containerId) ids.add(k.containerId);
-    for (const id of this.pool.containerIds()) ids.add(id);
+      if (k.sandboxId) ids.add(k.sandboxId);
+    for (const id of this.pool.sandboxIds()) ids.add(id);
     return ids;
   }
 
   /** The kernel a container serves, if any. */
-  kernelOfContainer(containerId: string): string | undefined {
+  kernelOfSandbox(sandboxId: string): string | undefined {
     for (const k of [...this.#kernels.values(), ...this.#starting.values()])
-      if (k.containerId === containerId) return k.id;
+      if (k.sandboxId === sandboxId) return k.id;
     return undefined;
   }
 }

@@ -41,7 +41,12 @@ import { clip, clipFields, LogRateLimit } from './log-limit.js';
 import type { Logger } from './logger.js';
 import type { MetricsSink } from './metrics.js';
 import { parseJsonObject, peekParent } from './parent-peek.js';
-import type { ConnectionInfo, Sandbox, SandboxExit } from './runtime.js';
+import {
+  describeSandboxExit,
+  type ConnectionInfo,
+  type Sandbox,
+  type SandboxExit,
+} from './runtime.js';
 import { ZmqLink } from './zmq-link.js';
 
 /** Jupyter's execution states (the only values clients accept). */
@@ -240,8 +245,8 @@ export class KernelSession implements ChannelHost {
     return this.#sandbox?.connection;
   }
 
-  /** The container id of the current sandbox. */
-  get containerId(): string | undefined {
+  /** The sandbox id of the current sandbox. */
+  get sandboxId(): string | undefined {
     return this.#sandbox?.id;
   }
 
@@ -349,7 +354,7 @@ export class KernelSession implements ChannelHost {
       if (exit) {
         throw new GatewayError(
           'KERNEL_START_FAILED',
-          `the sandbox stopped while starting (${exit.oomKilled ? 'OOM-killed' : `exit code ${exit.exitCode}`})`,
+          `the sandbox stopped while starting (${describeSandboxExit(exit)})`,
         );
       }
       if (gen !== this.#generation || this.#closed) {
@@ -494,7 +499,7 @@ export class KernelSession implements ChannelHost {
     this.opts.metrics?.kill('abuse');
     // Stop reading from the sandbox now; the exit handler tells the clients.
     this.#closeLinks();
-    await this.#sandbox?.signal('SIGKILL').catch((err: unknown) => {
+    await this.#sandbox?.kill().catch((err: unknown) => {
       this.#log.error({ err: String(err) }, 'could not kill an abusive sandbox');
     });
   }
@@ -578,7 +583,7 @@ export class KernelSession implements ChannelHost {
     this.#killReason = reason;
     this.#log.warn({ reason }, 'killing the sandbox');
     this.opts.metrics?.kill(this.#ladderCause);
-    await this.#sandbox?.signal('SIGKILL');
+    await this.#sandbox?.kill();
   }
 
   /**
@@ -994,7 +999,9 @@ export class KernelSession implements ChannelHost {
       this.#killReason ??
       (exit.oomKilled
         ? 'OOM-killed: the kernel exceeded its memory limit'
-        : `the kernel exited with code ${exit.exitCode ?? 'unknown'}`);
+        : exit.reason !== undefined
+          ? `the sandbox stopped: ${describeSandboxExit(exit)}`
+          : `the kernel exited with code ${exit.exitCode ?? 'unknown'}`);
     this.#log.warn({ reason, exit }, 'sandbox stopped');
     if (exit.oomKilled) this.opts.metrics?.oom();
     this.opts.onSandboxDeath?.({

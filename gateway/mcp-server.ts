@@ -326,8 +326,8 @@ export class McpGateway {
       },
       async ({ path, kernel_id }) => {
         try {
-          const containerId = assertRunnable(await session.kernel(kernel_id));
-          const listing = await files.list(containerId, workspacePath(path ?? ''));
+          const sandboxId = assertRunnable(await session.kernel(kernel_id));
+          const listing = await files.list(sandboxId, workspacePath(path ?? ''));
           return { content: [{ type: 'text', text: clip(JSON.stringify(listing, null, 1)) }] };
         } catch (err) {
           return errorResult(err);
@@ -347,10 +347,10 @@ export class McpGateway {
       },
       async ({ path, kernel_id }) => {
         try {
-          const containerId = assertRunnable(await session.kernel(kernel_id));
+          const sandboxId = assertRunnable(await session.kernel(kernel_id));
           const rel = workspacePath(path);
           const bytes = await files.read(
-            containerId,
+            sandboxId,
             rel,
             Math.min(MAX_READ_BYTES, files.maxDownloadBytes),
           );
@@ -402,8 +402,8 @@ export class McpGateway {
               'PAYLOAD_TOO_LARGE',
               `the file is larger than AIDO_MAX_UPLOAD_BYTES (${config.maxUploadBytes} bytes)`,
             );
-          const containerId = assertRunnable(await session.kernel(kernel_id));
-          const entry = await files.write(containerId, rel, data);
+          const sandboxId = assertRunnable(await session.kernel(kernel_id));
+          const entry = await files.write(sandboxId, rel, data);
           return {
             content: [
               { type: 'text', text: `wrote /workspace/${entry.path} (${entry.size} bytes)` },

@@ -1,7 +1,10 @@
 /**
- * The container runtime as the rest of the gateway sees it: a narrow interface, so that the Docker
- * backend (ipc sockets in a per-sandbox tmpfs volume) can be joined later by others (Kubernetes +
- * TCP/Curve) without touching the bridge.
+ * The sandbox backend as the rest of the gateway sees it: a narrow, transport-neutral interface.
+ * Everything above it (kernel sessions, the bridge, the deadline ladder, the APIs) speaks of opaque
+ * sandbox ids, ZeroMQ endpoint URLs, neutral limits and controls, and exits with a reason; what a
+ * backend is made of (Docker containers and ipc sockets in a per-sandbox tmpfs volume today, pods
+ * and `tcp://` endpoints on Kubernetes per docs/scaling.md) stays below it. A backend is given to
+ * `createGateway` (gateway/server.ts) as `deps.runtime`.
  */
 
 import type { Writable } from 'node:stream';
@@ -14,7 +17,7 @@ export interface ConnectionInfo {
   /** HMAC key (hex); fresh per sandbox. */
   key: string;
   signatureScheme: 'hmac-sha256';
-  /** ZeroMQ endpoints, e.g. `ipc:///var/lib/aido-kgw/k/1a2b/k-1`. */
+  /** ZeroMQ endpoints, e.g. `ipc:///var/lib/aido-kgw/k/1a2b/k-1` or `tcp://10.1.2.3:50001`. */
   endpoints: Record<ZmqChannel, string>;
 }
 
@@ -22,6 +25,18 @@ export interface ConnectionInfo {
 export interface SandboxExit {
   exitCode: number | null;
   oomKilled: boolean;
+  /**
+   * The backend's own words when the sandbox ended by something other than its process exiting
+   * (a pod evicted, preempted or lost with its node); absent when the exit code says it all.
+   */
+  reason?: string;
+}
+
+/** A sandbox's exit in words, for errors and logs: `OOM-killed`, `exit code 1`, `evicted`… */
+export function describeSandboxExit(exit: SandboxExit): string {
+  if (exit.oomKilled) return 'OOM-killed';
+  const code = `exit code ${exit.exitCode ?? 'unknown'}`;
+  return exit.reason === undefined ? code : `${exit.reason}, ${code}`;
 }
 
 /** What a command run inside a sandbox returned. */
@@ -52,17 +67,20 @@ export interface ExecOptions {
   stdout?: Writable;
 }
 
-/** One running sandbox (one container); used by exactly one kernel, never reused. */
+/** One running sandbox (a container, a pod); used by exactly one kernel, never reused. */
 export interface Sandbox {
-  /** Container id. */
+  /** The backend's opaque id for it (a container id on Docker, a pod name on Kubernetes). */
   readonly id: string;
   readonly connection: ConnectionInfo;
   /** The uid (also the gid) the sandbox's processes run as; null where the runtime cannot say. */
   readonly uid: number | null;
-  /** Settles once the container has stopped. */
+  /** Settles once the sandbox has stopped. */
   readonly exited: Promise<SandboxExit>;
-  /** Sends a signal to the container's init (SIGINT reaches the kernel's process group). */
-  signal(signal: 'SIGINT' | 'SIGKILL'): Promise<void>;
+  /**
+   * Kills every process of the sandbox now (its `exited` then settles); the sandbox stays until
+   * {@link destroy}. Interrupts are not signals: the kernelspec's `interrupt_mode` is `message`.
+   */
+  kill(): Promise<void>;
   /**
    * Applies the policy's limits that start-up was allowed to exceed (the CPU quota) and closes
    * what start-up left open to the kernel (the Docker backend takes the kernel's ipc sockets over,
@@ -84,24 +102,53 @@ export interface Sandbox {
   hostPath(name: string): string | null;
   /**
    * Runs `argv` inside the sandbox as the sandbox user (its unmapped uid) in /workspace, under the
-   * container's own limits (every exec process counts against the pids limit), feeding `stdin`
+   * sandbox's own limits (every exec process counts against the pids limit), feeding `stdin`
    * and collecting stdout and stderr as raw bytes, within `opts.limits` (see {@link ExecLimits}).
    */
   exec(argv: string[], stdin?: Buffer, opts?: ExecOptions): Promise<ExecResult>;
-  /** Kills and removes the container and its directory. Idempotent. */
+  /** Kills and removes the sandbox and what the backend keeps for it. Idempotent. */
   destroy(): Promise<void>;
 }
 
-/** A labelled container as the runtime reports it. */
+/**
+ * A sandbox's limits as its backend reads them back from the live sandbox (not from the policy):
+ * null where the backend sets none or cannot say.
+ */
+export interface SandboxLimits {
+  memoryBytes: number | null;
+  /** Memory plus swap; equal to `memoryBytes` when the sandbox has no swap. */
+  memoryAndSwapBytes: number | null;
+  cpus: number | null;
+  pids: number | null;
+  openFiles: { soft: number; hard: number } | null;
+  readOnlyRootfs: boolean;
+  /** The sandbox's network (`none` for kernels). */
+  network: string;
+  capabilitiesDropped: string[];
+  /** Memory-backed scratch mounts: path to mount options (e.g. `rw,noexec,size=…`). */
+  scratch: Record<string, string>;
+}
+
+/** The kernel-hardening controls in force on a live sandbox, read back from it. */
+export interface SandboxControls {
+  /** `aido`: our allow-list; `default`: the runtime's default profile; `none`: unconfined. */
+  seccomp: 'aido' | 'default' | 'none';
+  noNewPrivileges: boolean;
+  /** The AppArmor profile applied, or null. */
+  appArmor: string | null;
+}
+
+/** A labelled sandbox as the runtime reports it. */
 export interface SandboxInfo {
-  containerId: string;
+  sandboxId: string;
   kernelId: string | null;
   created: string;
   state: string;
   /** The uid:gid its processes run as. */
   user: string;
-  limits: Record<string, unknown>;
-  securityOpt: string[];
+  limits: SandboxLimits;
+  controls: SandboxControls;
+  /** The OCI runtime (or RuntimeClass) that runs it, e.g. `runc`, `runsc`. */
   runtime: string;
 }
 
@@ -120,7 +167,7 @@ export interface AdoptableSandbox {
 export interface AdoptionScan {
   adoptable: AdoptableSandbox[];
   /** Each is left to the reaper, which removes it alone. */
-  refused: { containerId: string; reason: string }[];
+  refused: { sandboxId: string; reason: string }[];
 }
 
 /** Creates and tracks sandboxes. */
@@ -131,31 +178,26 @@ export interface KernelRuntime {
    */
   createSandbox(kernelId: string | null, env: Record<string, string>): Promise<Sandbox>;
   /**
-   * Removes labelled containers and directories of this state dir that are not in `keep`.
-   * With `minAgeMs`, only those older than that (so a sandbox being created is not taken).
+   * Removes labelled sandboxes of this state dir (and what the backend keeps for them) that are
+   * not in `keep`. With `minAgeMs`, only those older than that (so one being created is not taken).
    */
   reapOrphans(keep: ReadonlySet<string>, opts?: { minAgeMs?: number }): Promise<number>;
   /**
    * Records, in gateway-owned state, that a (pooled) sandbox now serves `kernelId` with `env`: a
    * gateway restarted later adopts it from that record.
    */
-  bind(containerId: string, kernelId: string, env: Record<string, string>): Promise<void>;
-  /** Removes one labelled container (and its directory) by id. */
-  removeContainer(containerId: string): Promise<void>;
-  /** {@link Sandbox.exec} in the running sandbox `containerId` (callers that hold only the id). */
-  exec(
-    containerId: string,
-    argv: string[],
-    stdin?: Buffer,
-    opts?: ExecOptions,
-  ): Promise<ExecResult>;
+  bind(sandboxId: string, kernelId: string, env: Record<string, string>): Promise<void>;
+  /** Removes one labelled sandbox (and what the backend keeps for it) by id. */
+  removeSandbox(sandboxId: string): Promise<void>;
+  /** {@link Sandbox.exec} in the running sandbox `sandboxId` (callers that hold only the id). */
+  exec(sandboxId: string, argv: string[], stdin?: Buffer, opts?: ExecOptions): Promise<ExecResult>;
   /**
    * Running sandboxes of this state dir bound to a kernel (after a gateway restart), each checked
    * on its own: one that cannot be verified is refused, never a reason to give up on the others.
    */
   adoptable(): Promise<AdoptionScan>;
-  /** Every labelled container of this state dir. */
+  /** Every labelled sandbox of this state dir. */
   list(): Promise<SandboxInfo[]>;
-  /** Whether the container engine answers. */
+  /** Whether the backend (Docker Engine, the API server) answers. */
   ping(): Promise<boolean>;
 }

@@ -1,6 +1,8 @@
 /**
- * The security API's logic: panic, the sandbox listing with limits as Docker reports them,
- * targeted removal, and a health report read back from live sandboxes.
+ * The security API's logic: panic, the sandbox listing with its limits read back from the live
+ * sandboxes, targeted removal, and a health report read back from live sandboxes. The runtime
+ * reports neutral facts ({@link SandboxLimits}, {@link SandboxControls}); the JSON keeps the seed
+ * API's Docker-named fields, which any backend fills from those facts.
  */
 import { appArmorStatus, type AppArmorHostFacts } from '../security/apparmor.js';
 import { describeDisabledControls, type SandboxPolicy } from '../security/policy.js';
@@ -9,7 +11,7 @@ import type { EgressProxies } from './egress-proxy.js';
 import { GatewayError } from './errors.js';
 import type { KernelRegistry } from './kernel-registry.js';
 import type { Logger } from './logger.js';
-import type { KernelRuntime } from './runtime.js';
+import type { KernelRuntime, SandboxControls, SandboxLimits } from './runtime.js';
 import { hostAccountsIn } from './sandbox-uid.js';
 import type { SessionStore } from './sessions.js';
 
@@ -46,6 +48,31 @@ export interface SecurityServiceDeps {
   egress?: EgressProxies;
 }
 
+/** A sandbox's limits under the seed API's field names (Docker's HostConfig, 0 for none). */
+function limitsJson(l: SandboxLimits): Record<string, unknown> {
+  return {
+    memory: l.memoryBytes ?? 0,
+    memory_swap: l.memoryAndSwapBytes ?? 0,
+    nano_cpus: l.cpus === null ? 0 : Math.round(l.cpus * 1e9),
+    pids_limit: l.pids,
+    ulimits: l.openFiles && [{ Name: 'nofile', Soft: l.openFiles.soft, Hard: l.openFiles.hard }],
+    readonly_rootfs: l.readOnlyRootfs,
+    network_mode: l.network,
+    cap_drop: l.capabilitiesDropped,
+    tmpfs: l.scratch,
+  };
+}
+
+/** The controls as the seed API's `security_opt` strings (the seccomp profile itself elided). */
+function securityOptJson(c: SandboxControls): string[] {
+  const out: string[] = [];
+  if (c.noNewPrivileges) out.push('no-new-privileges:true');
+  if (c.seccomp === 'aido') out.push('seccomp=<profile>');
+  if (c.seccomp === 'none') out.push('seccomp=unconfined');
+  if (c.appArmor !== null) out.push(`apparmor=${c.appArmor}`);
+  return out;
+}
+
 export class SecurityService {
   constructor(private readonly d: SecurityServiceDeps) {}
 
@@ -58,40 +85,40 @@ export class SecurityService {
       all.map((k) => this.d.kernels.terminate(k.id, 'killed by panic', { cause: 'panic' })),
     );
     // Anything else labelled for this gateway, except sandboxes the pool started since.
-    const orphans = await this.d.runtime.reapOrphans(this.d.kernels.pool.containerIds());
+    const orphans = await this.d.runtime.reapOrphans(this.d.kernels.pool.sandboxIds());
     return { killed: all.length + pooled + orphans };
   }
 
   async containers(): Promise<unknown[]> {
     const list = await this.d.runtime.list();
-    const pooled = this.d.kernels.pool.containerIds();
+    const pooled = this.d.kernels.pool.sandboxIds();
     return list.map((c) => {
       const kernelId =
-        this.d.kernels.kernelOfContainer(c.containerId) ??
-        (pooled.has(c.containerId) ? null : c.kernelId);
+        this.d.kernels.kernelOfSandbox(c.sandboxId) ??
+        (pooled.has(c.sandboxId) ? null : c.kernelId);
       return {
         kernel_id: kernelId,
-        pooled: pooled.has(c.containerId),
-        container_id: c.containerId,
+        pooled: pooled.has(c.sandboxId),
+        container_id: c.sandboxId,
         session_ids: kernelId ? this.d.sessions.idsForKernel(kernelId) : [],
         created: c.created,
         state: c.state,
-        limits: c.limits,
-        security_opt: c.securityOpt,
+        limits: limitsJson(c.limits),
+        security_opt: securityOptJson(c.controls),
         runtime: c.runtime,
         egress: kernelId ? (this.d.egress?.stats(kernelId) ?? null) : null,
       };
     });
   }
 
-  /** Removes a sandbox by container id (or a 12+ character prefix) or by kernel id. */
-  async removeContainer(id: string): Promise<void> {
+  /** Removes a sandbox by sandbox id (or a 12+ character prefix) or by kernel id. */
+  async removeSandbox(id: string): Promise<void> {
     if (this.d.kernels.find(id)) {
       await this.d.kernels.terminate(id, 'removed through the security API');
       return;
     }
     const match = (await this.d.runtime.list()).find(
-      (c) => id.length >= 12 && c.containerId.startsWith(id),
+      (c) => id.length >= 12 && c.sandboxId.startsWith(id),
     );
     if (!match)
       throw new GatewayError('CONTAINER_NOT_FOUND', `No sandbox with container or kernel id ${id}`);
@@ -99,7 +126,7 @@ export class SecurityService {
       await this.d.kernels.terminate(match.kernelId, 'removed through the security API');
       return;
     }
-    await this.d.runtime.removeContainer(match.containerId);
+    await this.d.runtime.removeSandbox(match.sandboxId);
   }
 
   /** Removes everything of a session: its kernel, container, directory and connections. */
@@ -176,8 +203,8 @@ export class SecurityService {
       const uid = Number(m?.[1]);
       return m && m[1] === m[2] && uid >= first && uid < first + count ? uid : undefined;
     };
-    const every = (pred: (opts: string[]) => boolean): boolean | null =>
-      running.length === 0 ? null : running.every((c) => pred(c.securityOpt));
+    const every = (pred: (controls: SandboxControls) => boolean): boolean | null =>
+      running.length === 0 ? null : running.every((c) => pred(c.controls));
     const disabled = describeDisabledControls(policy);
     if (config.execTimeoutS === 0) disabled.push('execution deadline (AIDO_EXEC_TIMEOUT=0)');
     const appArmor = appArmorStatus(policy.appArmorProfile, this.d.appArmor);
@@ -193,13 +220,11 @@ export class SecurityService {
       controls: {
         seccomp: {
           configured: policy.seccomp,
-          in_force_on_live_sandboxes: every((o) => o.some((s) => s.startsWith('seccomp='))),
+          in_force_on_live_sandboxes: every((c) => c.seccomp === 'aido'),
         },
         no_new_privileges: {
           configured: policy.noNewPrivileges,
-          in_force_on_live_sandboxes: every((o) =>
-            o.some((s) => s.startsWith('no-new-privileges')),
-          ),
+          in_force_on_live_sandboxes: every((c) => c.noNewPrivileges),
         },
         apparmor: {
           host_supported: this.d.appArmor.enabled,
@@ -207,9 +232,7 @@ export class SecurityService {
           state: appArmor.state,
           detail: appArmor.detail,
           in_force_on_live_sandboxes:
-            appArmor.state === 'enforced'
-              ? every((o) => o.some((s) => s.startsWith('apparmor=')))
-              : false,
+            appArmor.state === 'enforced' ? every((c) => c.appArmor !== null) : false,
         },
         user: {
           uid_first: policy.uidRange.first,

@@ -30,7 +30,7 @@ import { GatewayMetrics } from './metrics.js';
 import type { KernelRuntime } from './runtime.js';
 import { SandboxStats } from './sandbox-stats.js';
 import { hostAccountsIn } from './sandbox-uid.js';
-import { SecurityService } from './security-service.js';
+import { SecurityService, type EngineInfo } from './security-service.js';
 import { SessionStore } from './sessions.js';
 import { StateDirLock } from './state-lock.js';
 import { WorkspaceFiles, type SandboxExec } from './workspace-files.js';
@@ -77,30 +77,44 @@ export function policyFrom(config: GatewayConfig): SandboxPolicy {
   };
 }
 
+/**
+ * What the composition root may be given instead of building it. A second backend plugs in here:
+ * with `runtime` (and `engine`, `stats`) given, no Docker client is built.
+ */
 export interface GatewayDeps {
   logger?: Logger;
+  /** The Docker client the Docker backend uses (default: one on config.dockerSocket). */
   docker?: Docker;
+  /** The sandbox backend (default: the Docker runtime). */
+  runtime?: KernelRuntime;
+  /** What the health report asks of the backend's engine (default: Docker's). */
+  engine?: EngineInfo;
+  /** Live memory and CPU of sandboxes for the console (default: Docker's stats). */
+  stats?: Pick<SandboxStats, 'read'>;
 }
 
 export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Gateway {
   const logger = deps.logger ?? createLogger(config.logLevel);
-  const docker = deps.docker ?? new Docker({ socketPath: config.dockerSocket });
+  let dockerClient = deps.docker;
+  const docker = (): Docker => (dockerClient ??= new Docker({ socketPath: config.dockerSocket }));
   const policy = policyFrom(config);
   const appArmor = readAppArmorHostFacts();
   // Only a loaded profile may be named in SecurityOpt: Docker refuses to start a container with an
   // unknown one.
   const appArmorUsable = appArmor.enabled && appArmor.profileLoaded;
   const instance = randomUUID();
-  const runtime = new DockerRuntime({
-    docker,
-    instance,
-    stateDir: config.stateDir,
-    image: config.kernelImage,
-    policy,
-    hostHasAppArmor: appArmorUsable,
-    startCpus: config.startCpus,
-    ...(config.egressAllow.length > 0 ? { egress: { pipSizeBytes: config.pipSizeBytes } } : {}),
-  });
+  const runtime =
+    deps.runtime ??
+    new DockerRuntime({
+      docker: docker(),
+      instance,
+      stateDir: config.stateDir,
+      image: config.kernelImage,
+      policy,
+      hostHasAppArmor: appArmorUsable,
+      startCpus: config.startCpus,
+      ...(config.egressAllow.length > 0 ? { egress: { pipSizeBytes: config.pipSizeBytes } } : {}),
+    });
   const specs = new KernelSpecs();
   const metrics = new GatewayMetrics();
   // An empty allow-list: no proxy, no relay, no proxy settings in any sandbox.
@@ -158,7 +172,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
     kernels,
     sessions,
     runtime,
-    engine: dockerEngineInfo(docker),
+    engine: deps.engine ?? dockerEngineInfo(docker()),
     policy,
     appArmor,
     logger,
@@ -166,8 +180,8 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
   });
   let draining = false;
   const isDraining = (): boolean => draining;
-  const sandboxExec: SandboxExec = (containerId, argv, stdin, opts) =>
-    runtime.exec(containerId, argv, stdin, opts);
+  const sandboxExec: SandboxExec = (sandboxId, argv, stdin, opts) =>
+    runtime.exec(sandboxId, argv, stdin, opts);
   const files = new WorkspaceFiles(sandboxExec, logger.child({ component: 'workspace-files' }), {
     timeoutMs: config.sandboxExecTimeoutS * 1000,
     maxDownloadBytes: config.maxDownloadBytes,
@@ -201,7 +215,11 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
     chatApi: chat.router,
     metrics,
     consolePage: createConsoleRoute(),
-    consoleApi: createConsoleApi({ config, kernels, stats: new SandboxStats(docker) }),
+    consoleApi: createConsoleApi({
+      config,
+      kernels,
+      stats: deps.stats ?? new SandboxStats(docker()),
+    }),
   });
   // A request target that is not a URL (an absolute-form target with a broken host, say) matches
   // no Express route at all; answer it here with the gateway's JSON error instead.
@@ -262,7 +280,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       }
       if (adopted !== undefined) {
         if (adopted > 0) logger.info({ adopted }, 'adopted kernels from a previous run');
-        const reaped = await runtime.reapOrphans(kernels.containerIds()).catch((err: unknown) => {
+        const reaped = await runtime.reapOrphans(kernels.sandboxIds()).catch((err: unknown) => {
           logger.warn({ err: String(err) }, 'could not reap orphaned sandboxes (is Docker up?)');
           return 0;
         });
@@ -272,7 +290,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
       // Docker calls) are reaped periodically; young ones may still be starting.
       reaper = setInterval(() => {
         runtime
-          .reapOrphans(kernels.containerIds(), { minAgeMs: 5 * 60_000 })
+          .reapOrphans(kernels.sandboxIds(), { minAgeMs: 5 * 60_000 })
           .then((n) => {
             if (n > 0) logger.warn({ reaped: n }, 'removed orphaned sandboxes');
           })

@@ -45,8 +45,8 @@ export class WarmPool {
     return this.#filling;
   }
 
-  /** Container ids of every ready sandbox. */
-  containerIds(): Set<string> {
+  /** Sandbox ids of every ready sandbox. */
+  sandboxIds(): Set<string> {
     return new Set(this.#ready.map((s) => s.id));
   }
 

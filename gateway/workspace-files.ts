@@ -20,7 +20,7 @@ import type { ExecOptions, ExecResult } from './runtime.js';
 
 /** Runs argv (with stdin) in the sandbox of a container, within the given bounds. */
 export type SandboxExec = (
-  containerId: string,
+  sandboxId: string,
   argv: string[],
   stdin?: Buffer,
   opts?: ExecOptions,
@@ -436,7 +436,7 @@ class ReadFraming extends Writable {
   }
 }
 
-/** Workspace file operations on a kernel's sandbox, by container id. */
+/** Workspace file operations on a kernel's sandbox, by sandbox id. */
 export class WorkspaceFiles {
   constructor(
     private readonly exec: SandboxExec,
@@ -450,7 +450,7 @@ export class WorkspaceFiles {
   }
 
   async #run(
-    containerId: string,
+    sandboxId: string,
     op: string,
     rel: string,
     opts: { stdin?: Buffer; maxBytes?: number; stdout?: Writable } = {},
@@ -469,7 +469,7 @@ export class WorkspaceFiles {
     try {
       // -I: ignore PYTHON* variables and the user site; -S: no site import (faster, less surface).
       r = await this.exec(
-        containerId,
+        sandboxId,
         ['python3', '-I', '-S', '-c', HELPER, op, rel, String(maxBytes), String(seconds)],
         opts.stdin,
         {
@@ -539,8 +539,8 @@ export class WorkspaceFiles {
   }
 
   /** Lists a directory (relative path from {@link workspacePath}). */
-  async list(containerId: string, rel: string): Promise<WorkspaceListing> {
-    const raw = parseOutput(RawListing, await this.#run(containerId, 'list', rel));
+  async list(sandboxId: string, rel: string): Promise<WorkspaceListing> {
+    const raw = parseOutput(RawListing, await this.#run(sandboxId, 'list', rel));
     return { path: raw.path, entries: raw.entries.map(toEntry), truncated: raw.truncated };
   }
 
@@ -548,7 +548,7 @@ export class WorkspaceFiles {
    * The bytes of a regular file of at most `maxBytes` (default: the download limit); a larger
    * one is refused with PAYLOAD_TOO_LARGE before any of it is read.
    */
-  async read(containerId: string, rel: string, maxBytes?: number): Promise<Buffer> {
+  async read(sandboxId: string, rel: string, maxBytes?: number): Promise<Buffer> {
     if (rel === '') throw new GatewayError('BAD_PATH', `${WORKSPACE_DIR} is a directory`);
     const chunks: Buffer[] = [];
     const collect = new Writable({
@@ -558,7 +558,7 @@ export class WorkspaceFiles {
       },
     });
     const framing = new ReadFraming(() => collect);
-    await this.#run(containerId, 'read', rel, {
+    await this.#run(sandboxId, 'read', rel, {
       stdout: framing,
       ...(maxBytes !== undefined ? { maxBytes } : {}),
     });
@@ -575,14 +575,10 @@ export class WorkspaceFiles {
    * short of `size` bytes and the error is thrown too (the caller cuts the response). The caller
    * ends the destination on success.
    */
-  async download(
-    containerId: string,
-    rel: string,
-    open: (size: number) => Writable,
-  ): Promise<void> {
+  async download(sandboxId: string, rel: string, open: (size: number) => Writable): Promise<void> {
     if (rel === '') throw new GatewayError('BAD_PATH', `${WORKSPACE_DIR} is a directory`);
     const framing = new ReadFraming(open);
-    await this.#run(containerId, 'read', rel, { stdout: framing });
+    await this.#run(sandboxId, 'read', rel, { stdout: framing });
     await framing.finish();
     if (framing.size === undefined || framing.received !== framing.size)
       throw new GatewayError('SANDBOX_EXEC_FAILED', `${rel} changed while it was read`);
@@ -590,27 +586,24 @@ export class WorkspaceFiles {
 
   /** Creates or replaces a file (and its parent directories) with `data`. */
   async write(
-    containerId: string,
+    sandboxId: string,
     rel: string,
     data: Buffer,
   ): Promise<WorkspaceEntry & { created: boolean }> {
     if (rel === '') throw new GatewayError('BAD_PATH', `${WORKSPACE_DIR} is a directory`);
-    const raw = parseOutput(
-      RawWritten,
-      await this.#run(containerId, 'write', rel, { stdin: data }),
-    );
+    const raw = parseOutput(RawWritten, await this.#run(sandboxId, 'write', rel, { stdin: data }));
     return { ...toEntry(raw), created: raw.created };
   }
 
   /** Removes a file, a symlink (not its target) or a directory with everything in it. */
-  async remove(containerId: string, rel: string): Promise<void> {
+  async remove(sandboxId: string, rel: string): Promise<void> {
     if (rel === '') throw new GatewayError('BAD_PATH', `${WORKSPACE_DIR} itself cannot be deleted`);
-    await this.#run(containerId, 'delete', rel);
+    await this.#run(sandboxId, 'delete', rel);
   }
 
   /** Every regular file under /workspace with its size and mtime (symlinks not followed). */
-  async snapshot(containerId: string): Promise<WorkspaceSnapshot> {
-    const raw = parseOutput(RawSnapshot, await this.#run(containerId, 'snapshot', ''));
+  async snapshot(sandboxId: string): Promise<WorkspaceSnapshot> {
+    const raw = parseOutput(RawSnapshot, await this.#run(sandboxId, 'snapshot', ''));
     const files = new Map<string, { size: number; mtimeNs: string }>();
     for (const [p, size, mtimeNs] of raw.files) files.set(p, { size, mtimeNs });
     return { files, truncated: raw.truncated };

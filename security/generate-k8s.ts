@@ -15,6 +15,13 @@ import {
   buildManifests,
   type ManifestFile,
 } from './k8s-manifests.js';
+import {
+  LABEL_APP,
+  LABEL_INSTANCE,
+  LABEL_KERNEL_ID,
+  LABEL_KERNEL_VOLUME,
+  LABEL_STATE_DIR,
+} from './labels.js';
 import { loadNetworkPolicy } from './network-policy.js';
 import { parityMarkdown, parityRows } from './parity.js';
 import { KERNEL_NAMESPACE, buildKernelPod } from './pod-spec.js';
@@ -57,11 +64,11 @@ export function parityExampleInput(): SandboxSpecInput {
     kernelVolume: 'aido-kd-a1b2c3d4e5f6',
     connectionFile: JSON.stringify({ transport: 'ipc', key: 'EXAMPLE-ONLY' }),
     labels: {
-      'org.aido.kernel-gateway': '1',
-      'org.aido.kernel-gateway.state-dir': '/var/lib/aido-kgw',
-      'org.aido.kernel-gateway.instance': '0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0',
-      'org.aido.kernel-gateway.kernel-id': EXAMPLE_KERNEL.kernelId,
-      'org.aido.kernel-gateway.kernel-volume': 'aido-kd-a1b2c3d4e5f6',
+      [LABEL_APP]: '1',
+      [LABEL_STATE_DIR]: '/var/lib/aido-kgw',
+      [LABEL_INSTANCE]: '0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0',
+      [LABEL_KERNEL_ID]: EXAMPLE_KERNEL.kernelId,
+      [LABEL_KERNEL_VOLUME]: 'aido-kd-a1b2c3d4e5f6',
     },
     env: { KERNEL_ID: EXAMPLE_KERNEL.kernelId },
     name: EXAMPLE_KERNEL.name,

@@ -23,6 +23,7 @@ import type {
 import type { NetworkPolicy as K8sNetworkPolicy } from 'kubernetes-types/networking/v1.js';
 import type { RuntimeClass } from 'kubernetes-types/node/v1.js';
 import type { Role, RoleBinding } from 'kubernetes-types/rbac/v1.js';
+import { LABEL_KERNEL_ID } from './labels.js';
 import { dockerNetworkModeFor, type NetworkPolicy } from './network-policy.js';
 import {
   GATEWAY_NAMESPACE,
@@ -445,7 +446,7 @@ function kernelExample(): (Secret | Pod)[] {
       uid: DEFAULT_POLICY.uidRange.first,
       labels: {
         ...KERNEL_POD_SELECTOR,
-        'org.aido.kernel-gateway.kernel-id': EXAMPLE_KERNEL.kernelId,
+        [LABEL_KERNEL_ID]: EXAMPLE_KERNEL.kernelId,
       },
       env: { KERNEL_ID: EXAMPLE_KERNEL.kernelId },
       name: EXAMPLE_KERNEL.name,

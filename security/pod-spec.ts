@@ -27,6 +27,7 @@ import type {
   Secret,
   Volume,
 } from 'kubernetes-types/core/v1.js';
+import { LABEL_APP } from './labels.js';
 import {
   CONNECTION_ENV,
   ENV_NAME,
@@ -50,7 +51,7 @@ export const GATEWAY_NAMESPACE = 'aido-gateway';
 
 /** The label every kernel pod carries, as every Docker sandbox does; NetworkPolicies select on it. */
 export const KERNEL_POD_SELECTOR: Readonly<Record<string, string>> = Object.freeze({
-  'org.aido.kernel-gateway': '1',
+  [LABEL_APP]: '1',
 });
 
 /**

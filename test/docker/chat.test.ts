@@ -500,7 +500,7 @@ describe('POST /api/chat against a scripted OpenAI-compatible model server (dock
       return { content: 'The kernel restarted.' };
     });
     // The caller's kernel: the conversation restarts it too (same id, fresh sandbox).
-    const before = t.gw.kernels.get(shared).containerId;
+    const before = t.gw.kernels.get(shared).sandboxId;
     const answer = await chatOk(t, { message: 'Crash it.', kernel_id: shared });
     expect(answer.steps.map((s) => s.status)).to.deep.equal(['killed', 'ok']);
     expect(answer.steps[0]?.error?.ename).to.equal('KernelDied');
@@ -516,7 +516,7 @@ describe('POST /api/chat against a scripted OpenAI-compatible model server (dock
       .to.match(/^status: killed/)
       .and.include('restarted on a fresh sandbox');
     expect(answer.kernel_id).to.equal(shared);
-    expect(t.gw.kernels.get(shared).containerId, 'a fresh sandbox').not.to.equal(before);
+    expect(t.gw.kernels.get(shared).sandboxId, 'a fresh sandbox').not.to.equal(before);
     expect((await kernelModel(t, shared)).execution_state).to.equal('idle');
     await t.api(`/api/chat/${answer.conversation_id}`, { method: 'DELETE' });
   });
@@ -639,7 +639,7 @@ plt.plot([1, 2, 3]); plt.show()`;
     // Docker's own record of the sandbox: env and command line.
     const kernel = t.gw.kernels.get(String(answer.kernel_id));
     const info = await new Docker({ socketPath: t.gw.config.dockerSocket })
-      .getContainer(String(kernel.containerId))
+      .getContainer(String(kernel.sandboxId))
       .inspect();
     expect(JSON.stringify([info.Config.Env, info.Config.Cmd, info.Args])).not.to.include(key);
 

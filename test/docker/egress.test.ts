@@ -490,11 +490,11 @@ threading.Thread(target=_slow, args=(${pyData(`http://127.0.0.1:${allowed}/slow`
 
   it('a warm-pool sandbox gets its proxy when it is handed to a kernel', async () => {
     await waitUntil(() => t.gw.kernels.pool.ready >= 1, 'a ready warm-pool sandbox', 120_000);
-    const pooled = t.gw.kernels.pool.containerIds();
+    const pooled = t.gw.kernels.pool.sandboxIds();
     const k = await kernel();
     try {
       expect(
-        pooled.has(t.gw.kernels.get(k.kernelId).containerId ?? ''),
+        pooled.has(t.gw.kernels.get(k.kernelId).sandboxId ?? ''),
         'the kernel got the pooled sandbox',
       ).to.equal(true);
       const r = await k.json<{ status: number; body: string }>(

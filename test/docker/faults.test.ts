@@ -86,7 +86,7 @@ describe('faults (real sandboxes)', function () {
     const observer = await TestClient.connect(url(id), { token: t.token, protocol: 'legacy' });
     try {
       await requester.execute('x = 41');
-      const before = t.gw.kernels.get(id).containerId;
+      const before = t.gw.kernels.get(id).sandboxId;
       expect(before).to.be.a('string');
 
       const run = requester.execute(
@@ -137,7 +137,7 @@ describe('faults (real sandboxes)', function () {
       const restarted = (await res.json()) as KernelModel;
       expect(restarted.id).to.equal(id);
       expect(restarted.execution_state).to.equal('idle');
-      const now = t.gw.kernels.get(id).containerId;
+      const now = t.gw.kernels.get(id).sandboxId;
       expect(now).to.be.a('string').and.not.equal(before);
       expect(await runningContainers(t, id)).to.deep.equal([now]);
       await observer.waitFor(isKernelStatus('restarting'), 'status restarting on the observer');

@@ -117,7 +117,7 @@ describe('REST API (real sandboxes)', function () {
       204,
     );
 
-    const before = (await t.gw.runtime.list()).find((c) => c.kernelId === model.id)?.containerId;
+    const before = (await t.gw.runtime.list()).find((c) => c.kernelId === model.id)?.sandboxId;
     const restarted = await t.api(`/api/kernels/${model.id}/restart`, {
       method: 'POST',
       body: '{}',
@@ -128,7 +128,7 @@ describe('REST API (real sandboxes)', function () {
     expect(rm.execution_state).to.equal('idle');
     const after = (await t.gw.runtime.list()).filter((c) => c.kernelId === model.id);
     expect(after).to.have.length(1);
-    expect(after[0]!.containerId, 'restart uses a fresh sandbox').not.to.equal(before);
+    expect(after[0]!.sandboxId, 'restart uses a fresh sandbox').not.to.equal(before);
 
     expect((await t.api(`/api/kernels/${model.id}`, { method: 'DELETE' })).status).to.equal(204);
     expect((await t.api(`/api/kernels/${model.id}`)).status).to.equal(404);

@@ -312,7 +312,7 @@ describe('hostile kernel: nothing the sandbox can write is trusted (real gateway
 describe('regression: Docker unreachable while creating the kernel directory', function () {
   this.timeout(60_000);
 
-  it('answers 503 DOCKER_UNAVAILABLE, not 500 (the clean-up error does not hide the cause)', async () => {
+  it('answers 503 RUNTIME_UNAVAILABLE, not 500 (the clean-up error does not hide the cause)', async () => {
     const t = await startTestGateway({ dockerSocket: '/tmp/aido-no-such-docker.sock' });
     try {
       const res = await t.api('/api/kernels', { method: 'POST', body: '{}' });

@@ -95,7 +95,7 @@ async function expectGone(
   gone: { kernelId: string; containerId: string; dir: string; client: TestClient },
 ): Promise<void> {
   expect((await t.api(`/api/kernels/${gone.kernelId}`)).status, 'GET the kernel').to.equal(404);
-  const ids = (await t.gw.runtime.list()).map((c) => c.containerId);
+  const ids = (await t.gw.runtime.list()).map((c) => c.sandboxId);
   expect(ids, 'Docker still lists the container').to.not.include(gone.containerId);
   expect(existsSync(gone.dir), `the sandbox directory ${gone.dir} is removed`).to.equal(false);
   const closed = await gone.client.closed;
@@ -138,7 +138,7 @@ describe('security API (real sandboxes)', function () {
         [without, bare.id],
       ] as const) {
         const c = entry as ContainerEntry;
-        expect(c.container_id).to.equal(t.gw.kernels.get(kernelId).containerId);
+        expect(c.container_id).to.equal(t.gw.kernels.get(kernelId).sandboxId);
         expect(c.state).to.equal('running');
         expect(Number.isNaN(Date.parse(c.created)), `created ${c.created}`).to.equal(false);
         expect(c.limits).to.include({
@@ -156,7 +156,7 @@ describe('security API (real sandboxes)', function () {
     it('removes a sandbox by container id: 204, the kernel is gone', async () => {
       const { id } = await t.startKernel();
       const client = await connect(t, id);
-      const containerId = String(t.gw.kernels.get(id).containerId);
+      const containerId = String(t.gw.kernels.get(id).sandboxId);
       const dir = sandboxDir(t, id);
       const res = await t.api(`/api/security/containers/${containerId}`, { method: 'DELETE' });
       expect(res.status).to.equal(204);
@@ -166,7 +166,7 @@ describe('security API (real sandboxes)', function () {
     it('removes a sandbox by the 12-character short id that docker ps shows', async () => {
       const { id } = await t.startKernel();
       const client = await connect(t, id);
-      const containerId = String(t.gw.kernels.get(id).containerId);
+      const containerId = String(t.gw.kernels.get(id).sandboxId);
       const dir = sandboxDir(t, id);
       const res = await t.api(`/api/security/containers/${containerId.slice(0, 12)}`, {
         method: 'DELETE',
@@ -178,7 +178,7 @@ describe('security API (real sandboxes)', function () {
     it('removes a sandbox by kernel id: 204, the kernel is gone', async () => {
       const { id } = await t.startKernel();
       const client = await connect(t, id);
-      const containerId = String(t.gw.kernels.get(id).containerId);
+      const containerId = String(t.gw.kernels.get(id).sandboxId);
       const dir = sandboxDir(t, id);
       const res = await t.api(`/api/security/containers/${id}`, { method: 'DELETE' });
       expect(res.status).to.equal(204);
@@ -200,7 +200,7 @@ describe('security API (real sandboxes)', function () {
     it('removes everything of a session by session id: kernel, container, directory, sockets', async () => {
       const s = await createSession(t);
       const client = await connect(t, s.kernelId);
-      const containerId = String(t.gw.kernels.get(s.kernelId).containerId);
+      const containerId = String(t.gw.kernels.get(s.kernelId).sandboxId);
       const dir = sandboxDir(t, s.kernelId);
       expect(existsSync(dir)).to.equal(true);
       const res = await t.api(`/api/security/sessions/${s.id}`, { method: 'DELETE' });
@@ -212,7 +212,7 @@ describe('security API (real sandboxes)', function () {
     it('removes everything of a session by kernel id', async () => {
       const s = await createSession(t);
       const client = await connect(t, s.kernelId);
-      const containerId = String(t.gw.kernels.get(s.kernelId).containerId);
+      const containerId = String(t.gw.kernels.get(s.kernelId).sandboxId);
       const dir = sandboxDir(t, s.kernelId);
       const res = await t.api(`/api/security/sessions/${s.kernelId}`, { method: 'DELETE' });
       expect(res.status).to.equal(204);

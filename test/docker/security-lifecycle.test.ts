@@ -13,7 +13,7 @@ import path from 'node:path';
 import { expect, use } from 'chai';
 import chaiAsPromised from 'chai-as-promised';
 import Docker from 'dockerode';
-import { LABEL_KERNEL_VOLUME, LABEL_STATE_DIR } from '../../gateway/docker-runtime.js';
+import { LABEL_KERNEL_VOLUME, LABEL_STATE_DIR } from '../../security/labels.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { KernelProbe } from '../helpers/kernel-probe.js';
 import type { TestClient } from '../helpers/ws-client.js';
@@ -90,11 +90,11 @@ describe('security suite: sandboxes end cleanly (DELETE, memory limit, panic)', 
   }
 
   async function containerIds(): Promise<string[]> {
-    return (await t.gw.runtime.list()).map((c) => c.containerId);
+    return (await t.gw.runtime.list()).map((c) => c.sandboxId);
   }
 
   function containerOf(kernelId: string): string {
-    const id = t.gw.kernels.find(kernelId)?.containerId;
+    const id = t.gw.kernels.find(kernelId)?.sandboxId;
     if (id === undefined) throw new Error(`kernel ${kernelId} has no container`);
     return id;
   }

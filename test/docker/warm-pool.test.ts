@@ -8,7 +8,7 @@ describe('warm pool (real sandboxes)', function () {
   this.timeout(180_000);
   let t: TestGateway;
   const containerOf = async (kernelId: string): Promise<string | undefined> =>
-    (await t.gw.runtime.list()).find((c) => c.kernelId === kernelId)?.containerId;
+    (await t.gw.runtime.list()).find((c) => c.kernelId === kernelId)?.sandboxId;
 
   before(async () => {
     t = await startTestGateway({ poolSize: 2, maxKernels: 4 });
@@ -19,7 +19,7 @@ describe('warm pool (real sandboxes)', function () {
   });
 
   it('hands a ready sandbox to a new kernel, with its environment, and refills', async () => {
-    const pooled = t.gw.kernels.pool.containerIds();
+    const pooled = t.gw.kernels.pool.sandboxIds();
     const k = await t.startKernel({ env: { KERNEL_USERNAME: 'pool-user' } });
     const cid = await containerOf(k.id);
     expect(cid && pooled.has(cid), 'the kernel runs in a sandbox that was pooled').to.equal(true);
@@ -50,12 +50,12 @@ describe('warm pool (real sandboxes)', function () {
     }
     await waitUntil(() => t.gw.kernels.pool.ready === 2, 'the pool to refill');
     expect(
-      t.gw.kernels.pool.containerIds().has(cid!),
+      t.gw.kernels.pool.sandboxIds().has(cid!),
       'a taken sandbox never returns to the pool',
     ).to.equal(false);
     expect((await t.api(`/api/kernels/${k.id}`, { method: 'DELETE' })).status).to.equal(204);
     expect(
-      (await t.gw.runtime.list()).some((c) => c.containerId === cid),
+      (await t.gw.runtime.list()).some((c) => c.sandboxId === cid),
       'removed with its kernel',
     ).to.equal(false);
   });
@@ -103,19 +103,19 @@ describe('warm pool (real sandboxes)', function () {
     const after = await containerOf(k.id);
     expect(after).to.be.a('string');
     expect(after).not.to.equal(before);
-    expect((await t.gw.runtime.list()).some((c) => c.containerId === before)).to.equal(false);
+    expect((await t.gw.runtime.list()).some((c) => c.sandboxId === before)).to.equal(false);
     await t.api(`/api/kernels/${k.id}`, { method: 'DELETE' });
   });
 
   it('is emptied by panic and fills again with new sandboxes', async () => {
     await waitUntil(() => t.gw.kernels.pool.ready === 2, 'a full pool');
-    const old = t.gw.kernels.pool.containerIds();
+    const old = t.gw.kernels.pool.sandboxIds();
     const res = await t.api('/api/security/panic', { method: 'POST' });
     expect(res.status).to.equal(200);
     expect(((await res.json()) as { killed: number }).killed).to.be.at.least(2);
     await waitUntil(() => t.gw.kernels.pool.ready === 2, 'the pool to refill after panic');
-    for (const id of t.gw.kernels.pool.containerIds()) expect(old.has(id)).to.equal(false);
-    const live = new Set((await t.gw.runtime.list()).map((c) => c.containerId));
+    for (const id of t.gw.kernels.pool.sandboxIds()) expect(old.has(id)).to.equal(false);
+    const live = new Set((await t.gw.runtime.list()).map((c) => c.sandboxId));
     for (const id of old)
       expect(live.has(id), 'panic removed the old pooled sandboxes').to.equal(false);
   });

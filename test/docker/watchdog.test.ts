@@ -78,7 +78,7 @@ describe('execution watchdog (real kernels)', function () {
     it('interrupts a busy loop at the deadline: ExecutionTimeout, same sandbox, state kept', async () => {
       const k = await kernelWithTwoClients(t);
       try {
-        const before = t.gw.kernels.get(k.id).containerId;
+        const before = t.gw.kernels.get(k.id).sandboxId;
         expect(await runningContainers(t, k.id)).to.deep.equal([before]);
         await k.requester.execute('x = 41');
 
@@ -98,7 +98,7 @@ describe('execution watchdog (real kernels)', function () {
         const m = await kernelModel(t, k.id);
         expect(m.execution_state).to.equal('idle');
         expect(m).to.not.have.property('reason');
-        expect(t.gw.kernels.get(k.id).containerId, 'no kill: same sandbox').to.equal(before);
+        expect(t.gw.kernels.get(k.id).sandboxId, 'no kill: same sandbox').to.equal(before);
         expect(await runningContainers(t, k.id)).to.deep.equal([before]);
         expect(stdout(await k.requester.execute('print(x + 1)'))).to.equal('42\n');
         expect(
@@ -113,7 +113,7 @@ describe('execution watchdog (real kernels)', function () {
     it('kills a loop that ignores SIGINT: ExecutionKilled to the requester, restarting to others, fresh sandbox with the same id', async () => {
       const k = await kernelWithTwoClients(t);
       try {
-        const before = t.gw.kernels.get(k.id).containerId;
+        const before = t.gw.kernels.get(k.id).sandboxId;
         await k.requester.execute('x = 41');
 
         const started = performance.now();
@@ -146,7 +146,7 @@ describe('execution watchdog (real kernels)', function () {
         const after = await kernelModel(t, k.id);
         expect(after.execution_state).to.equal('idle');
         expect(after.reason, 'the model keeps why the kernel restarted').to.match(/kill/i);
-        const now = t.gw.kernels.get(k.id).containerId;
+        const now = t.gw.kernels.get(k.id).sandboxId;
         expect(now).to.be.a('string').and.not.equal(before);
         expect(await runningContainers(t, k.id), 'only the fresh sandbox runs').to.deep.equal([
           now,
@@ -267,7 +267,7 @@ describe('execution watchdog (real kernels)', function () {
     it('escalates POST /interrupt to a kill when SIGINT is ignored, then restarts on a fresh sandbox', async () => {
       const k = await kernelWithTwoClients(t);
       try {
-        const before = t.gw.kernels.get(k.id).containerId;
+        const before = t.gw.kernels.get(k.id).sandboxId;
         const run = k.requester.execute(SIGINT_IGNORING_LOOP, 20_000);
         await k.requester.waitFor(isIgnoringSigint, 'the loop ignoring SIGINT');
         const started = performance.now();
@@ -296,7 +296,7 @@ describe('execution watchdog (real kernels)', function () {
         const m = await kernelModel(t, k.id);
         expect(m.execution_state).to.equal('idle');
         expect(m.reason).to.match(/kill/i);
-        const now = t.gw.kernels.get(k.id).containerId;
+        const now = t.gw.kernels.get(k.id).sandboxId;
         expect(now).to.be.a('string').and.not.equal(before);
         expect(await runningContainers(t, k.id)).to.deep.equal([now]);
         expect(stdout(await k.requester.execute("print('back')"))).to.equal('back\n');
@@ -335,7 +335,7 @@ describe('execution watchdog (real kernels)', function () {
       const k = await kernelWithTwoClients(t);
       try {
         await k.requester.execute(SLOW_COMM);
-        const before = t.gw.kernels.get(k.id).containerId;
+        const before = t.gw.kernels.get(k.id).sandboxId;
         const commId = randomUUID();
         k.requester.send(
           createMessage({
@@ -368,7 +368,7 @@ describe('execution watchdog (real kernels)', function () {
         const r = await k.requester.execute("import time; time.sleep(2); print('survived')");
         expect(r.reply.content.status, String(r.reply.content.evalue)).to.equal('ok');
         expect(stdout(r)).to.equal('survived\n');
-        expect(t.gw.kernels.get(k.id).containerId, 'same sandbox').to.equal(before);
+        expect(t.gw.kernels.get(k.id).sandboxId, 'same sandbox').to.equal(before);
         expect(k.observer.messages.some(isKernelStatus('restarting'))).to.equal(false);
       } finally {
         k.close();

@@ -90,5 +90,5 @@ export async function kernelModel(t: TestGateway, id: string): Promise<KernelMod
 export async function runningContainers(t: TestGateway, kernelId: string): Promise<string[]> {
   return (await t.gw.runtime.list())
     .filter((c) => c.kernelId === kernelId && c.state === 'running')
-    .map((c) => c.containerId);
+    .map((c) => c.sandboxId);
 }

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import fc from 'fast-check';
 import type { ContainerCreateOptions } from 'dockerode';
 import type { Pod } from 'kubernetes-types/core/v1.js';
-import { LABEL_APP, LABEL_KERNEL_ID, LABEL_STATE_DIR } from '../../../gateway/docker-runtime.js';
+import { LABEL_APP, LABEL_KERNEL_ID, LABEL_STATE_DIR } from '../../../security/labels.js';
 import { parityExampleInput } from '../../../security/generate-k8s.js';
 import { kernelNodeKubeletConfig } from '../../../security/k8s-manifests.js';
 import {
