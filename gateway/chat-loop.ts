@@ -31,7 +31,12 @@ import type { KernelRegistry } from './kernel-registry.js';
 import type { KernelSession } from './kernel-session.js';
 import type { Logger } from './logger.js';
 import { toolResultOf } from './mcp-server.js';
-import { mimeTypeOf, workspacePath, type WorkspaceFiles } from './workspace-files.js';
+import {
+  AGENT_READ_MAX_BYTES,
+  mimeTypeOf,
+  workspacePath,
+  type WorkspaceFiles,
+} from './workspace-files.js';
 
 /** Tool calls honoured per model answer; more are refused (each one is a sandbox execution). */
 const MAX_CALLS_PER_ROUND = 16;
@@ -691,7 +696,11 @@ export class ChatLoop {
 
   async #readFile(sandboxId: string, path: string): Promise<string> {
     const rel = workspacePath(path);
-    const bytes = await this.d.files.read(sandboxId, rel);
+    const bytes = await this.d.files.read(
+      sandboxId,
+      rel,
+      Math.min(AGENT_READ_MAX_BYTES, this.d.files.maxDownloadBytes),
+    );
     try {
       return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
     } catch {

@@ -21,7 +21,12 @@ import { asGatewayError, GatewayError } from './errors.js';
 import type { KernelRegistry } from './kernel-registry.js';
 import type { KernelSession } from './kernel-session.js';
 import type { Logger } from './logger.js';
-import { mimeTypeOf, workspacePath, type WorkspaceFiles } from './workspace-files.js';
+import {
+  AGENT_READ_MAX_BYTES,
+  mimeTypeOf,
+  workspacePath,
+  type WorkspaceFiles,
+} from './workspace-files.js';
 
 export interface McpGatewayOptions {
   config: GatewayConfig;
@@ -33,8 +38,6 @@ export interface McpGatewayOptions {
 
 /** Text handed back per tool call at most: tool results land in a model's context. */
 const MAX_TEXT = 100_000;
-/** Bytes read_file reads at most: held whole (and base64-encoded); bigger files: the files API. */
-const MAX_READ_BYTES = 10 * 1024 ** 2;
 const IMAGE_TYPES = new Set(['image/png', 'image/jpeg', 'image/gif', 'image/webp']);
 
 type Content = CallToolResult['content'][number];
@@ -352,7 +355,7 @@ export class McpGateway {
           const bytes = await files.read(
             sandboxId,
             rel,
-            Math.min(MAX_READ_BYTES, files.maxDownloadBytes),
+            Math.min(AGENT_READ_MAX_BYTES, files.maxDownloadBytes),
           );
           const mime = mimeTypeOf(rel);
           const text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });

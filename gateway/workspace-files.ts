@@ -43,6 +43,11 @@ export const MAX_ENTRIES = 10_000;
  * JSON bytes of entries a listing or a snapshot returns at most (the helper stops there and says
  * `truncated`); the exec's output cap is twice that, so only a helper that lies hits the cap.
  */
+/**
+ * The most an agent tool (MCP read_file, the chat's read_file) reads of one file: its text goes
+ * into a model's context, so more would only be held in memory and clipped.
+ */
+export const AGENT_READ_MAX_BYTES = 10 * 1024 ** 2;
 const MAX_LISTING_BYTES = 4 * 1024 ** 2;
 /** Bytes per second a read may not fall below for long (see #run): a slow link, not a stall. */
 const MIN_READ_RATE = 1024 ** 2;
