@@ -89,6 +89,12 @@ describe('Prometheus metrics (real kernels)', function () {
       execTimeoutS: 1.5,
       killGraceS: 1,
       restartAfterKill: false,
+      // A small memory limit, so the OOM step dies well inside the 1.5 s deadline on a loaded host
+      // (at 512 MiB the allocation could outlast deadline + grace: ExecutionKilled, not an OOM).
+      memoryBytes: 128 * 1024 ** 2,
+      tmpSizeBytes: 16 * 1024 ** 2,
+      workspaceSizeBytes: 16 * 1024 ** 2,
+      pipSizeBytes: 16 * 1024 ** 2,
     });
   });
   after(async () => {
@@ -194,7 +200,7 @@ describe('Prometheus metrics (real kernels)', function () {
     expect(delta(s, 'aido_kernel_ooms_total'), 'a kill is not an OOM').to.equal(0);
     expect(value(s, 'aido_kernels', { state: 'dead' })).to.equal(1);
 
-    // Kernel A runs out of memory (bytes * n writes every page, past the 512 MB limit).
+    // Kernel A runs out of memory (bytes * n writes every page, past the 128 MiB limit).
     const a = clients[0];
     if (!a) throw new Error('no client on kernel A');
     const oom = await a.execute("b = b'x' * (1024 ** 3)", 60_000);
