@@ -399,7 +399,10 @@ describe('REST and upgrade fuzz (a real gateway, no kernels)', function () {
           if (encoding !== undefined) headers['Content-Encoding'] = encoding;
           // Unless it decodes to nothing or to a JSON object, the body can start nothing.
           const decoded = decodedBody(body, encoding);
-          if (decoded !== undefined && (decoded.length === 0 || parsesToObject(decoded))) return;
+          // A UTF-16/32 charset drops a trailing partial code unit: a body shorter than one unit
+          // decodes to an empty body too.
+          const unit = /^utf-?(16|32)/i.test(charset ?? '') ? 4 : 1;
+          if (decoded !== undefined && (decoded.length < unit || parsesToObject(decoded))) return;
           await expectRefused({ method: 'POST', path: '/api/kernels', headers, body });
         },
       ),
