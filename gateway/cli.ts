@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** `npm start`: loads the configuration, starts the gateway, shuts down cleanly on SIGINT/SIGTERM. */
-import { ConfigError, configRows, loadConfig, tokenWasGenerated } from './config.js';
+import { ConfigError, configRows, loadConfig, tokenWasGenerated } from './base/config.js';
 import { createGateway } from './server.js';
 
 function usage(): string {

@@ -1,7 +1,7 @@
 /**
  * The egress allow-list: which hosts a sandbox may reach through the gateway's egress proxy, and
  * which addresses it may never reach whatever a name resolves to. Pure: no sockets, no DNS; the
- * proxy (`gateway/egress-proxy.ts`) resolves names and asks this module about every step.
+ * proxy (`gateway/runtime/egress-proxy.ts`) resolves names and asks this module about every step.
  *
  * Grammar of `AIDO_EGRESS_ALLOW` (comma list):
  * - a preset: `pypi` (pypi.org, files.pythonhosted.org) or `conda` (conda.anaconda.org,

@@ -1,6 +1,6 @@
 /**
  * The sandbox network policy (`security/network-policy.json`): default deny in every direction;
- * the sandbox's only way out is the gateway's egress proxy (`gateway/egress-proxy.ts`), reached
+ * the sandbox's only way out is the gateway's egress proxy (`gateway/runtime/egress-proxy.ts`), reached
  * through a unix socket in the kernel directory, which allows only the allow-list
  * (`security/egress-policy.ts`). This module loads the file, validates it with zod (fail closed:
  * an unknown key or a value we cannot enforce is an error), and says which Docker network mode

@@ -5,7 +5,7 @@
  * NDJSON while the execution runs, and one-shot sandboxes that leave nothing behind.
  */
 import { expect } from 'chai';
-import type { AgentOutput, ExecutionDocument } from '../../gateway/agent-execution.js';
+import type { AgentOutput, ExecutionDocument } from '../../gateway/agent/agent-execution.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { TestClient } from '../helpers/ws-client.js';
 

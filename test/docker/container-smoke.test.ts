@@ -16,10 +16,10 @@ import {
   type JupyterMessage,
 } from '../../protocol/index.js';
 import { DEFAULT_SANDBOX_UID, KERNEL_SOCKETS, SANDBOX_UID_COUNT } from '../../security/policy.js';
-import { DockerRuntime } from '../../gateway/docker-runtime.js';
+import { DockerRuntime } from '../../gateway/runtime/docker-runtime.js';
 import { policyFrom } from '../../gateway/server.js';
-import { loadConfig } from '../../gateway/config.js';
-import type { Sandbox } from '../../gateway/runtime.js';
+import { loadConfig } from '../../gateway/base/config.js';
+import type { Sandbox } from '../../gateway/runtime/runtime.js';
 import { kernelImage } from '../helpers/gateway.js';
 import { waitUntil } from '../helpers/wait.js';
 

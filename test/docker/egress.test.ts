@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
-import { createLogger } from '../../gateway/logger.js';
+import { createLogger } from '../../gateway/base/logger.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { KernelProbe, pyData } from '../helpers/kernel-probe.js';
 import { runPythonJson } from '../helpers/python.js';

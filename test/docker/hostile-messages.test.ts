@@ -9,7 +9,7 @@
 import { readdirSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { expect } from 'chai';
-import { createLogger } from '../../gateway/logger.js';
+import { createLogger } from '../../gateway/base/logger.js';
 import { createMessage } from '../../protocol/index.js';
 import { kernelModel, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { waitUntil } from '../helpers/wait.js';

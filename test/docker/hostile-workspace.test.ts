@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { expect } from 'chai';
 import Docker from 'dockerode';
 import { createMessage } from '../../protocol/index.js';
-import type { ExecutionDocument } from '../../gateway/agent-execution.js';
+import type { ExecutionDocument } from '../../gateway/agent/agent-execution.js';
 import { runningContainers, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { isGatewayNotice, stdout, TestClient } from '../helpers/ws-client.js';
 import { waitUntil } from '../helpers/wait.js';

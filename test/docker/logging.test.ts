@@ -6,7 +6,7 @@
  * the connection info or the configuration object by mistake.
  */
 import { expect } from 'chai';
-import { createLogger } from '../../gateway/logger.js';
+import { createLogger } from '../../gateway/base/logger.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { TestClient } from '../helpers/ws-client.js';
 

@@ -7,8 +7,8 @@
 import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { expect } from 'chai';
-import type { ExecutionDocument } from '../../gateway/agent-execution.js';
-import type { WorkspaceListing } from '../../gateway/workspace-files.js';
+import type { ExecutionDocument } from '../../gateway/agent/agent-execution.js';
+import type { WorkspaceListing } from '../../gateway/agent/workspace-files.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 
 /** A marker from /etc/passwd that must never appear in an answer. */

@@ -1,5 +1,5 @@
 /** A manual clock for unit tests of timer-driven units: timers fire only when the test advances. */
-import type { Timers } from '../../gateway/deadline.js';
+import type { Timers } from '../../gateway/base/deadline.js';
 
 /** Manual clock: timers fire only when the test advances time. */
 export class FakeClock implements Timers {

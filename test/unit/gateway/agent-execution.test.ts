@@ -1,6 +1,6 @@
 /** The agent execution's pure parts: output collection, images, ANSI stripping, request parsing. */
 import { expect } from 'chai';
-import { parseExecuteBody } from '../../../gateway/agent-api.js';
+import { parseExecuteBody } from '../../../gateway/http/agent-api.js';
 import {
   fileUrl,
   imagesOf,
@@ -8,9 +8,9 @@ import {
   stripAnsi,
   type AgentOutput,
   type ExecutionDocument,
-} from '../../../gateway/agent-execution.js';
-import { GatewayError } from '../../../gateway/errors.js';
-import { toolResultOf } from '../../../gateway/mcp-server.js';
+} from '../../../gateway/agent/agent-execution.js';
+import { GatewayError } from '../../../gateway/base/errors.js';
+import { toolResultOf } from '../../../gateway/agent/tool-result.js';
 
 describe('OutputCollector', () => {
   it('merges consecutive stream text per name and keeps the order of everything else', () => {

@@ -1,7 +1,7 @@
 /** Token parsing and comparison, origin checks. */
 import type { IncomingMessage } from 'node:http';
 import { expect } from 'chai';
-import { originAllowed, tokenFromHeader, tokenMatches } from '../../../gateway/auth.js';
+import { originAllowed, tokenFromHeader, tokenMatches } from '../../../gateway/http/auth.js';
 
 function req(headers: Record<string, string>): IncomingMessage {
   return { headers } as unknown as IncomingMessage;

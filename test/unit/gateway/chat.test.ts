@@ -4,11 +4,11 @@
  */
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { expect } from 'chai';
-import { ConversationStore, type Conversation } from '../../../gateway/chat-conversations.js';
-import { clipMiddle, systemPrompt } from '../../../gateway/chat-loop.js';
-import { ConfigError, loadConfig } from '../../../gateway/config.js';
-import { GatewayError } from '../../../gateway/errors.js';
-import { createLogger } from '../../../gateway/logger.js';
+import { ConversationStore, type Conversation } from '../../../gateway/agent/chat-conversations.js';
+import { clipMiddle, systemPrompt } from '../../../gateway/agent/chat-loop.js';
+import { ConfigError, loadConfig } from '../../../gateway/base/config.js';
+import { GatewayError } from '../../../gateway/base/errors.js';
+import { createLogger } from '../../../gateway/base/logger.js';
 
 function problemsOf(env: Record<string, string>): string[] {
   try {

@@ -2,8 +2,8 @@
 import { expect } from 'chai';
 import type { RawMessage } from '../../../protocol/messages.js';
 import { toRaw } from '../../../protocol/messages.js';
-import type { ChannelHost, ClientSink } from '../../../gateway/client-channels.js';
-import { ClientChannels } from '../../../gateway/client-channels.js';
+import type { ChannelHost, ClientSink } from '../../../gateway/channels/client-channels.js';
+import { ClientChannels } from '../../../gateway/channels/client-channels.js';
 
 function stream(text: string): RawMessage {
   return toRaw({

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
-import { ConfigError, loadConfig } from '../../../gateway/config.js';
+import { ConfigError, loadConfig } from '../../../gateway/base/config.js';
 
 describe('config', () => {
   it('has the documented defaults and generates a token when none is set', () => {

@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { expect } from 'chai';
 import express from 'express';
-import { CONSOLE_CSP, createConsoleRoute } from '../../../gateway/console-route.js';
+import { CONSOLE_CSP, createConsoleRoute } from '../../../gateway/http/console-route.js';
 
 describe('console route', () => {
   let dir: string;

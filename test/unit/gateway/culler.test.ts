@@ -6,8 +6,8 @@ import {
   cullVerdict,
   type CullCandidate,
   type CullPolicy,
-} from '../../../gateway/culler.js';
-import type { ExecutionState } from '../../../gateway/kernel-session.js';
+} from '../../../gateway/kernel/culler.js';
+import type { ExecutionState } from '../../../gateway/kernel/kernel-session.js';
 
 class FakeKernel implements CullCandidate {
   lastActivity: Date;

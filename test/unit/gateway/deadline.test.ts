@@ -5,7 +5,7 @@ import {
   InterruptLadder,
   sweepAfterDeadline,
   type SweepReport,
-} from '../../../gateway/deadline.js';
+} from '../../../gateway/base/deadline.js';
 import { FakeClock } from '../../helpers/fake-clock.js';
 
 describe('InterruptLadder', () => {

@@ -4,7 +4,7 @@
  * read as a control in force.
  */
 import { expect } from 'chai';
-import { controlsOf } from '../../../gateway/docker-runtime.js';
+import { controlsOf } from '../../../gateway/runtime/docker-runtime.js';
 
 describe('DockerRuntime: SecurityOpt read as neutral controls', () => {
   it('reads the options the policy sets', () => {

@@ -7,8 +7,8 @@ import { PassThrough, Writable } from 'node:stream';
 import { expect, use } from 'chai';
 import chaiAsPromised from 'chai-as-promised';
 import type Docker from 'dockerode';
-import { execIn } from '../../../gateway/docker-exec.js';
-import { GatewayError } from '../../../gateway/errors.js';
+import { execIn } from '../../../gateway/runtime/docker-exec.js';
+import { GatewayError } from '../../../gateway/base/errors.js';
 
 use(chaiAsPromised);
 

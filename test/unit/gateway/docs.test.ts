@@ -1,7 +1,7 @@
 /** Docs stay current: the README's configuration table names every setting the gateway reads. */
 import { readFileSync } from 'node:fs';
 import { expect } from 'chai';
-import { configRows } from '../../../gateway/config.js';
+import { configRows } from '../../../gateway/base/config.js';
 
 describe('README', () => {
   const readme = readFileSync('README.md', 'utf8');

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { ConfigError, loadConfig } from '../../../gateway/config.js';
+import { ConfigError, loadConfig } from '../../../gateway/base/config.js';
 
 describe('gateway/config: egress', () => {
   it('defaults to the pypi and conda presets (the specification)', () => {

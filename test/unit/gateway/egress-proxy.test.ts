@@ -12,9 +12,9 @@ import {
   EgressProxies,
   type EgressLimits,
   type KernelEgressHandle,
-} from '../../../gateway/egress-proxy.js';
-import { createLogger } from '../../../gateway/logger.js';
-import type { Sandbox } from '../../../gateway/runtime.js';
+} from '../../../gateway/runtime/egress-proxy.js';
+import { createLogger } from '../../../gateway/base/logger.js';
+import type { Sandbox } from '../../../gateway/runtime/runtime.js';
 import { compileEgressPolicy } from '../../../security/egress-policy.js';
 import { waitUntil } from '../../helpers/wait.js';
 

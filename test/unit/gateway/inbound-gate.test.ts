@@ -1,6 +1,6 @@
 /** The inbound gate: refused messages are counted, reported, and past the limit end the kernel. */
 import { expect } from 'chai';
-import { InboundGate, type InboundLimits } from '../../../gateway/inbound-gate.js';
+import { InboundGate, type InboundLimits } from '../../../gateway/channels/inbound-gate.js';
 import { createMessage, encodeZmq, Signer, toRaw } from '../../../protocol/index.js';
 
 const LIMITS: InboundLimits = {

@@ -1,6 +1,6 @@
 /** The IOPub output rate limit on a manual clock. */
 import { expect } from 'chai';
-import { IopubRateLimit } from '../../../gateway/iopub-rate-limit.js';
+import { IopubRateLimit } from '../../../gateway/kernel/iopub-rate-limit.js';
 
 describe('IopubRateLimit', () => {
   it('passes everything when off', () => {

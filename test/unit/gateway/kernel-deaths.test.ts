@@ -1,6 +1,6 @@
 /** The ring of recent sandbox ends: bounded, newest first. */
 import { expect } from 'chai';
-import { KernelDeaths } from '../../../gateway/kernel-deaths.js';
+import { KernelDeaths } from '../../../gateway/kernel/kernel-deaths.js';
 
 describe('KernelDeaths', () => {
   const death = (i: number) =>

@@ -1,7 +1,7 @@
 /** Client-supplied kernel env: KERNEL_* and allow-listed names only, as data. */
 import { expect } from 'chai';
-import { GatewayError } from '../../../gateway/errors.js';
-import { kernelEnvFrom } from '../../../gateway/kernel-env.js';
+import { GatewayError } from '../../../gateway/base/errors.js';
+import { kernelEnvFrom } from '../../../gateway/kernel/kernel-env.js';
 
 describe('kernelEnvFrom', () => {
   it('keeps KERNEL_* and allow-listed names and ignores the rest of a client environment', () => {

@@ -1,7 +1,7 @@
 /** Bounded log lines: clipped kernel strings, per-kernel warning rate, redacted token parameters. */
 import { expect } from 'chai';
-import { clip, clipFields, LOG_FIELD_MAX, LogRateLimit } from '../../../gateway/log-limit.js';
-import { redactUrl } from '../../../gateway/logger.js';
+import { clip, clipFields, LOG_FIELD_MAX, LogRateLimit } from '../../../gateway/base/log-limit.js';
+import { redactUrl } from '../../../gateway/base/logger.js';
 
 describe('log limits', () => {
   it('clips long strings and says how long they were; short ones pass unchanged', () => {

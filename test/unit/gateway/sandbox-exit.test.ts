@@ -3,7 +3,7 @@
  * lost with its node) beside the exit code, which alone is what a Docker exit has.
  */
 import { expect } from 'chai';
-import { describeSandboxExit } from '../../../gateway/runtime.js';
+import { describeSandboxExit } from '../../../gateway/runtime/runtime.js';
 
 describe('describeSandboxExit', () => {
   it('names an OOM kill whatever the code', () => {

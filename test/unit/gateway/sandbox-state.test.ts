@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { expect, use } from 'chai';
 import chaiAsPromised from 'chai-as-promised';
-import { SandboxBindings } from '../../../gateway/sandbox-bindings.js';
-import { hostAccountsIn } from '../../../gateway/sandbox-uid.js';
+import { SandboxBindings } from '../../../gateway/runtime/sandbox-bindings.js';
+import { hostAccountsIn } from '../../../gateway/runtime/sandbox-uid.js';
 
 use(chaiAsPromised);
 

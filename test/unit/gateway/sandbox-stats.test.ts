@@ -6,7 +6,7 @@
  */
 import { expect } from 'chai';
 import type Docker from 'dockerode';
-import { parseDockerStats, SandboxStats } from '../../../gateway/sandbox-stats.js';
+import { parseDockerStats, SandboxStats } from '../../../gateway/runtime/sandbox-stats.js';
 
 function reading(readIso: string, usageNs: number, memory: number, v2 = true): unknown {
   return {

@@ -5,16 +5,16 @@
 import { Writable } from 'node:stream';
 import { expect, use } from 'chai';
 import chaiAsPromised from 'chai-as-promised';
-import { GatewayError } from '../../../gateway/errors.js';
-import { createLogger } from '../../../gateway/logger.js';
-import type { ExecOptions, ExecResult } from '../../../gateway/runtime.js';
+import { GatewayError } from '../../../gateway/base/errors.js';
+import { createLogger } from '../../../gateway/base/logger.js';
+import type { ExecOptions, ExecResult } from '../../../gateway/runtime/runtime.js';
 import {
   changedFiles,
   mimeTypeOf,
   workspacePath,
   WorkspaceFiles,
   type WorkspaceSnapshot,
-} from '../../../gateway/workspace-files.js';
+} from '../../../gateway/agent/workspace-files.js';
 
 use(chaiAsPromised);
 

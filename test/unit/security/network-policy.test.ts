@@ -7,7 +7,7 @@ import {
   loadNetworkPolicy,
   parseNetworkPolicy,
 } from '../../../security/network-policy.js';
-import { loadConfig } from '../../../gateway/config.js';
+import { loadConfig } from '../../../gateway/base/config.js';
 import { EGRESS_PRESETS } from '../../../security/egress-policy.js';
 import {
   DEFAULT_POLICY,
