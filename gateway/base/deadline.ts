@@ -175,7 +175,8 @@ export interface SweepOutcome {
  * Deadline completeness, after the interrupt ended an execution: kill the processes it left
  * running, then watch the idle kernel; if it still burns CPU (threads inside the kernel process,
  * which cannot be killed alone), restart it on a fresh sandbox. A sweep that cannot run (the kernel
- * stopped or killed it, the sandbox is at its pids limit, its answer does not parse) restarts too.
+ * stopped or killed it, the sandbox is at its pids limit, its answer does not parse) restarts too,
+ * unless another execution started in the meantime (then its own deadline judges the sandbox).
  */
 export async function sweepAfterDeadline(
   steps: SweepSteps,
@@ -188,6 +189,11 @@ export async function sweepAfterDeadline(
   try {
     report = await steps.sweep(policy.windowMs, policy.samples);
   } catch (err) {
+    // Another execution started meanwhile: the sweep may have failed because that execution's
+    // own ladder killed the sandbox (its reply is ExecutionKilled, not a restart), and whatever
+    // runs now is bounded by that execution's deadline, whose sweep judges it.
+    const after = steps.activity();
+    if (after.busy || after.started !== before.started) return { outcome: 'not-judged' };
     await steps.restart(
       `the sandbox could not be swept after the execution deadline (${(err as Error).message})`,
     );

@@ -162,6 +162,15 @@ describe('sweepAfterDeadline', () => {
     expect(s.restarts[0]).to.match(/could not be swept.*did not finish/);
   });
 
+  it('does not restart for a failed sweep when another execution started meanwhile (its ladder may have killed the sandbox)', async () => {
+    const s = steps(new Error('the sandbox stopped'), [
+      { started: 1, busy: false },
+      { started: 2, busy: false },
+    ]);
+    expect((await sweepAfterDeadline(s.steps, policy)).outcome).to.equal('not-judged');
+    expect(s.restarts).to.deep.equal([]);
+  });
+
   it('does not judge a window in which another execution started: its CPU is its own', async () => {
     const s = steps({ killed: 0, cores: 1, runnable: 1 }, [
       { started: 1, busy: false },
