@@ -6,6 +6,10 @@
  * it to, which is the only address dialled (no second lookup, so no DNS rebinding). Bodies stream
  * with backpressure and are never buffered whole; a kernel has a byte budget, a cap on concurrent
  * connections, and connect and idle timeouts. Closing a kernel's egress destroys its connections.
+ *
+ * Longer than 400 lines because one kernel's proxy is one piece of state (its byte budget, open
+ * connections, timeouts and teardown) that CONNECT tunnels and plain-HTTP requests both spend;
+ * the policy itself is pure and lives in security/egress-policy.ts.
  */
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { constants as fsConstants } from 'node:fs';
