@@ -82,6 +82,19 @@ export const RunPythonArgs = z.object({
 export const ListFilesArgs = z.object({ path: z.string().optional() });
 export const ReadFileArgs = z.object({ path: z.string() });
 
+/** The sandbox's packages and network as the egress allow-list (AIDO_EGRESS_ALLOW) makes them. */
+function networkLines(allow: readonly string[]): string[] {
+  if (allow.length === 0)
+    return [
+      '- Python 3 with pandas, numpy and matplotlib (plots display inline) and the standard library; no other packages can be installed.',
+      '- No network access: nothing can be downloaded or sent anywhere.',
+    ];
+  return [
+    '- Python 3 with pandas, numpy and matplotlib (plots display inline) and the standard library; `%pip install <package>` installs more, and they import in the same kernel.',
+    `- No network access of its own: only the gateway's egress proxy, which reaches these and nothing else: ${allow.join(', ')} (pypi: pypi.org and files.pythonhosted.org; conda: the Anaconda channels).`,
+  ];
+}
+
 /** What the model is told about its sandbox, from the configuration it runs under. */
 export function systemPrompt(config: GatewayConfig): string {
   const limit = config.execTimeoutS > 0 ? `${config.execTimeoutS} s` : 'no time limit';
@@ -89,8 +102,7 @@ export function systemPrompt(config: GatewayConfig): string {
     'You are a data-analysis assistant. You answer by running Python code with the run_python tool in a sandboxed IPython kernel, and you base your answers on the results.',
     '',
     'The sandbox:',
-    '- Python 3 with pandas, numpy and matplotlib (plots display inline) and the standard library; no other packages can be installed.',
-    '- No network access: nothing can be downloaded or sent anywhere.',
+    ...networkLines(config.egressAllow),
     "- The working directory is /workspace: the user's uploaded files are there, and files you write there can be downloaded by the user. list_files and read_file look into it.",
     '- Variables, imports and files persist between calls in this conversation.',
     `- Each execution is interrupted after ${limit} (timeout_s may set a shorter limit); memory is limited to ${Math.round(config.memoryBytes / 1024 ** 2)} MB.`,

@@ -168,4 +168,13 @@ describe('chat tool results and prompt', () => {
     expect(prompt).to.include('and so do you');
     expect(systemPrompt(loadConfig({}, []))).to.include('you get a note, not the image');
   });
+
+  it('tells the model what its network reaches: the egress allow-list, or nothing', () => {
+    const open = systemPrompt(loadConfig({ AIDO_EGRESS_ALLOW: 'pypi,mirror.example:8080' }, []));
+    expect(open).to.include('%pip install').and.include('pypi, mirror.example:8080');
+    expect(open).not.to.include('no other packages can be installed');
+    const closed = systemPrompt(loadConfig({ AIDO_EGRESS_ALLOW: '' }, []));
+    expect(closed).to.include('No network access: nothing can be downloaded');
+    expect(closed).not.to.include('%pip');
+  });
 });
