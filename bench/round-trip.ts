@@ -140,15 +140,18 @@ async function main(): Promise<void> {
     const cpuKnown = processCpuMs(gw.pid) !== undefined;
     // What the gateway burns with no traffic at all (timers, Docker event streams), per second:
     // subtracted below, so a slow round trip on a loaded machine does not look like bridge cost.
-    const idleCpuMsPerS = await (async () => {
+    // Measured for 3 s before and after the series; the lower of the two (start-up work can
+    // linger into the first), so the net figure errs high rather than low.
+    const idleCpu = async (): Promise<number | undefined> => {
       const c0 = processCpuMs(gw.pid);
       const t0 = performance.now();
       await new Promise((r) => setTimeout(r, 3000));
       const c1 = processCpuMs(gw.pid);
       return c0 === undefined || c1 === undefined
-        ? 0
+        ? undefined
         : ((c1 - c0) * 1000) / (performance.now() - t0);
-    })();
+    };
+    const idleBefore = await idleCpu();
     const seriesMs = series.map(() => 0);
     progress(`measuring ${N} round trips per series, interleaved in blocks of ${BLOCK}`);
     let done = 0;
@@ -172,6 +175,8 @@ async function main(): Promise<void> {
       done += count;
       if (done % 100 === 0 || done === N) progress(`${done}/${N}`);
     }
+    const idleAfter = await idleCpu();
+    const idleCpuMsPerS = Math.min(idleBefore ?? 0, idleAfter ?? 0);
     for (const c of closers.splice(0).reverse()) await c();
 
     const [sg, sd, sj, sjd] = samples.map(summarize) as [
@@ -238,6 +243,7 @@ async function main(): Promise<void> {
           gateway: cpuPer(0),
           direct: cpuPer(1),
           idle_ms_per_s: +idleCpuMsPerS.toFixed(2),
+          gross_gateway: cpuKnown ? +(gatewayCpuMs[0]! / N).toFixed(3) : null,
         },
         jupyter_server: sj,
         jupyter_direct: sjd,
