@@ -37,19 +37,26 @@ export async function startGatewayProcess(
   const docker = new Docker({
     socketPath: process.env.AIDO_DOCKER_SOCKET ?? '/var/run/docker.sock',
   });
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'gateway/cli.ts'], {
-    env: {
-      ...process.env,
-      AIDO_IP: '127.0.0.1',
-      AIDO_PORT: '0',
-      AIDO_AUTH_TOKEN: token,
-      AIDO_STATE_DIR: stateDir,
-      AIDO_KERNEL_IMAGE: BENCH_IMAGE,
-      AIDO_LOG_LEVEL: 'warn',
-      ...env,
+  // BENCH_GATEWAY_NODE_ARGS: extra node options for the gateway alone, e.g. "--cpu-prof
+  // --cpu-prof-dir=/tmp/prof" (NODE_OPTIONS refuses --cpu-prof, and would profile the bench too).
+  const nodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [...nodeArgs, '--import', 'tsx', 'gateway/cli.ts'],
+    {
+      env: {
+        ...process.env,
+        AIDO_IP: '127.0.0.1',
+        AIDO_PORT: '0',
+        AIDO_AUTH_TOKEN: token,
+        AIDO_STATE_DIR: stateDir,
+        AIDO_KERNEL_IMAGE: BENCH_IMAGE,
+        AIDO_LOG_LEVEL: 'warn',
+        ...env,
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
     },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  );
   const containers = async (): Promise<string[]> =>
     (
       await docker.listContainers({

@@ -79,3 +79,27 @@ export function cpuThrottling(
   }
   return undefined;
 }
+
+/** Clock ticks per second of /proc's utime and stime (USER_HZ; 100 on every Linux we run on). */
+const USER_HZ = 100;
+
+/**
+ * CPU time (user + system, ms) a process has used so far, from /proc/<pid>/stat, or undefined when
+ * it cannot be read (not Linux, or the process is gone). Resolution is one clock tick (10 ms), so
+ * measure over many operations.
+ */
+export function processCpuMs(pid: number): number | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // The command name (field 2) may hold spaces and parentheses: count fields after the last ')'.
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  // utime and stime are fields 14 and 15 of the whole line, 11 and 12 after the name and state.
+  const utime = Number(fields[11]);
+  const stime = Number(fields[12]);
+  if (!Number.isFinite(utime) || !Number.isFinite(stime)) return undefined;
+  return ((utime + stime) * 1000) / USER_HZ;
+}

@@ -20,7 +20,6 @@
  * - `UNKNOWN_CHANNEL`: the channel is not one of `shell`, `control`, `iopub`, `stdin`.
  * - `BAD_SIGNATURE`: the HMAC does not match the message.
  * - `UNSIGNED`: a key is configured but the message carries no signature.
- * - `REPLAYED`: the signature was seen before (a replayed message).
  * - `MISSING_DELIMITER`: a ZMQ multipart message has no `<IDS|MSG>` frame.
  *
  * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#the-wire-protocol
@@ -33,7 +32,6 @@ export type ProtocolErrorCode =
   | 'UNKNOWN_CHANNEL'
   | 'BAD_SIGNATURE'
   | 'UNSIGNED'
-  | 'REPLAYED'
   | 'MISSING_DELIMITER';
 
 /**
@@ -49,7 +47,6 @@ export const PROTOCOL_ERROR_CODES: readonly ProtocolErrorCode[] = Object.freeze(
   'UNKNOWN_CHANNEL',
   'BAD_SIGNATURE',
   'UNSIGNED',
-  'REPLAYED',
   'MISSING_DELIMITER',
 ]);
 

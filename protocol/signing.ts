@@ -1,6 +1,11 @@
 /**
  * Message authentication: the HMAC-SHA256 signature over the four serialised JSON parts, checked in
- * constant time, and the replay guard that refuses a signature seen before.
+ * constant time.
+ *
+ * There is no replay guard (jupyter_client's digest history). The gateway verifies signatures only
+ * on what sandboxes send, over ipc sockets in the kernel's own directory; the one peer there holds
+ * the key and can sign anything new, so refusing repeats would stop nothing it cannot do anyway,
+ * at up to 64 Ki remembered signatures (several MiB) per kernel. WebSocket clients do not sign.
  *
  * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#the-wire-protocol
  * @packageDocumentation
@@ -76,52 +81,5 @@ export class Signer {
     const got = typeof signature === 'string' ? Buffer.from(signature, 'utf8') : signature;
     // timingSafeEqual throws on unequal lengths; the length of a valid digest is public anyway.
     return got.length === expected.length && timingSafeEqual(got, expected);
-  }
-}
-
-/**
- * Remembers recent signatures and reports repeats, so a captured message cannot be replayed. Holds
- * at most `capacity` signatures; when full, the oldest is forgotten first (FIFO). jupyter_client
- * keeps 2^16 and culls at random; FIFO makes the window predictable.
- *
- * Record only signatures that verified, or forged messages could flush real ones out.
- *
- * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#the-wire-protocol
- */
-export class ReplayGuard {
-  readonly #seen = new Set<string>();
-  readonly #order: (string | undefined)[];
-  #next = 0;
-
-  /**
-   * @param capacity - how many signatures to remember (a positive integer).
-   * @throws RangeError for a capacity that is not a positive integer.
-   */
-  constructor(readonly capacity = 65536) {
-    if (!Number.isInteger(capacity) || capacity < 1) {
-      throw new RangeError(`ReplayGuard capacity must be a positive integer, got ${capacity}`);
-    }
-    this.#order = new Array<string | undefined>(capacity);
-  }
-
-  /** How many signatures are remembered now. */
-  get size(): number {
-    return this.#seen.size;
-  }
-
-  /**
-   * Checks a signature and remembers it.
-   *
-   * @param signature - a verified signature.
-   * @returns true if it was already remembered (a replay); false if it is new, and now remembered.
-   */
-  seen(signature: string): boolean {
-    if (this.#seen.has(signature)) return true;
-    const evicted = this.#order[this.#next];
-    if (evicted !== undefined) this.#seen.delete(evicted);
-    this.#order[this.#next] = signature;
-    this.#next = (this.#next + 1) % this.capacity;
-    this.#seen.add(signature);
-    return false;
   }
 }

@@ -6,7 +6,7 @@
  * ```
  *
  * Decoding checks the frame count before touching any index, verifies the signature on the bytes
- * as received (before parsing anything), refuses replays, and only then parses the header.
+ * as received (before parsing anything), and only then parses the header.
  *
  * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#the-wire-protocol
  * @packageDocumentation
@@ -15,7 +15,7 @@ import type { Channel } from './channels.js';
 import { ProtocolError } from './errors.js';
 import { parseHeader } from './header.js';
 import type { RawMessage } from './messages.js';
-import type { ReplayGuard, Signer } from './signing.js';
+import type { Signer } from './signing.js';
 
 const DELIMITER_TEXT = '<IDS|MSG>';
 
@@ -106,25 +106,42 @@ export interface DecodedZmq {
  *
  * Checks, in order: frame count and total size, the delimiter (among the first
  * `maxIdentities + 1` frames), at least five frames after it, the sizes of header, parent_header
- * and metadata, the signature (when the signer has a key: present, then correct, then not seen
- * before by `guard`), and the header. Only the header is parsed.
+ * and metadata, the signature (when the signer has a key: present, then correct), and the header.
+ * Only the header is parsed.
  *
  * @param frames - the multipart message as received.
  * @param channel - the channel of the socket it arrived on.
  * @param signer - the kernel's key.
- * @param guard - remembers signatures to refuse replays; omit to skip that check.
  * @param limits - bounds on frame count, total size, identities and the size of each JSON part.
  * @throws {@link ProtocolError} `FRAME_TOO_LARGE`, `MISSING_DELIMITER`, `MALFORMED_FRAME`,
- *   `UNSIGNED`, `BAD_SIGNATURE`, `REPLAYED`, `BAD_JSON` or `BAD_HEADER`.
+ *   `UNSIGNED`, `BAD_SIGNATURE`, `BAD_JSON` or `BAD_HEADER`.
  * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#the-wire-protocol
  */
 export function decodeZmq(
   frames: readonly Buffer[],
   channel: Channel,
   signer: Signer,
-  guard?: ReplayGuard,
-  limits: ZmqLimits = {},
+  limits?: ZmqLimits,
+): DecodedZmq;
+/**
+ * The former call shape, with an empty slot where a replay guard went (protocol/signing.ts says
+ * why there is none); kept until its last caller passes the limits fourth.
+ */
+export function decodeZmq(
+  frames: readonly Buffer[],
+  channel: Channel,
+  signer: Signer,
+  noGuard: undefined,
+  limits?: ZmqLimits,
+): DecodedZmq;
+export function decodeZmq(
+  frames: readonly Buffer[],
+  channel: Channel,
+  signer: Signer,
+  limitsOrNone?: ZmqLimits,
+  formerLimits?: ZmqLimits,
 ): DecodedZmq {
+  const limits = limitsOrNone ?? formerLimits ?? {};
   if (limits.maxFrames !== undefined && frames.length > limits.maxFrames) {
     throw new ProtocolError(
       'FRAME_TOO_LARGE',
@@ -180,9 +197,6 @@ export function decodeZmq(
     if (signature.length === 0) throw new ProtocolError('UNSIGNED', 'message is not signed');
     if (!signer.verify([headerBytes, parentHeader, metadata, content], signature)) {
       throw new ProtocolError('BAD_SIGNATURE', 'signature does not match the message');
-    }
-    if (guard?.seen(signature.toString('latin1'))) {
-      throw new ProtocolError('REPLAYED', 'signature was seen before (replayed message)');
     }
   }
 

@@ -125,7 +125,7 @@ export class InboundGate {
   /** Decodes one message from the sandbox, or drops and counts it (`undefined`). */
   decode(frames: readonly Buffer[], channel: Channel, signer: Signer): RawMessage | undefined {
     try {
-      return decodeZmq(frames, channel, signer, undefined, this.#decode).raw;
+      return decodeZmq(frames, channel, signer, this.#decode).raw;
     } catch (err) {
       const code = err instanceof ProtocolError ? err.code : 'MALFORMED_FRAME';
       this.violation(code, err instanceof Error ? err.message : String(err), { channel });

@@ -54,3 +54,31 @@ export function parseJsonObject(bytes: Buffer, maxBytes: number): Record<string,
     return {};
   }
 }
+
+/** The execution states a kernel's status message announces. */
+const STATES = ['busy', 'idle', 'starting'] as const;
+
+// The bytes jupyter_client's packer writes for each state (json.dumps: ", " and ": "), and the
+// compact form other kernels write. A content equal to one of them needs no parse.
+const KNOWN_STATUS = new Map<string, (typeof STATES)[number]>(
+  STATES.flatMap((s) => [
+    [`{"execution_state": "${s}"}`, s],
+    [`{"execution_state":"${s}"}`, s],
+  ]),
+);
+const KNOWN_MAX = Math.max(...[...KNOWN_STATUS.keys()].map((k) => k.length));
+
+/**
+ * The `execution_state` of a status message's content. The content of almost every status is one
+ * of a handful of exact byte strings, recognised by comparing its bytes (no parse); anything else
+ * (extra fields, other spacing) is parsed like any policy field, up to `maxBytes`. Undefined when
+ * absent or not a string.
+ */
+export function peekExecutionState(content: Buffer, maxBytes: number): string | undefined {
+  if (content.length <= KNOWN_MAX) {
+    const known = KNOWN_STATUS.get(content.toString('latin1'));
+    if (known !== undefined) return known;
+  }
+  const state = parseJsonObject(content, maxBytes).execution_state;
+  return typeof state === 'string' ? state : undefined;
+}

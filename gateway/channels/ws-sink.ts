@@ -3,7 +3,13 @@
  * decoding of client frames. A malformed frame closes this connection with 1007; nothing else is
  * affected. A client that stops reading is dropped once its unsent data passes a cap (close 1008),
  * rather than letting the gateway's memory grow with the kernel's output.
+ *
+ * The bridge's cost per message is kept to the framing: a kernel message fanned out to many
+ * clients is encoded once per framing and the same Buffer is handed to every socket (never
+ * mutated after encoding), and the frames sent to one socket in one event-loop turn leave in one
+ * write (see {@link WsSink.send}).
  */
+import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import {
   decodeLegacy,
@@ -26,10 +32,56 @@ const SLOW_CLIENT_GRACE_MS = 1000;
 /** The two WebSocket framings. */
 export type WireProtocol = 'v1' | 'legacy';
 
+/** An encoded kernel message, ready for `ws.send`, or why it cannot be encoded. */
+type Frame = { data: Buffer | string; binary: boolean } | { error: string };
+
+// The encoded frames of each message, per framing, keyed by the RawMessage every client of the
+// kernel receives (iopub is fanned out): one encoding, however many clients. A RawMessage is not
+// changed after it is delivered (rewrites build a new one), so the cached frame stays its frame.
+const v1Frames = new WeakMap<RawMessage, Frame>();
+const legacyFrames = new WeakMap<RawMessage, Frame>();
+
+function encodeFor(protocol: WireProtocol, raw: RawMessage): Frame {
+  const cache = protocol === 'v1' ? v1Frames : legacyFrames;
+  const cached = cache.get(raw);
+  if (cached) return cached;
+  let frame: Frame;
+  if (protocol === 'v1') {
+    frame = { data: encodeV1(raw), binary: true };
+  } else {
+    try {
+      // Splicing kernel bytes into one JSON text needs each part to be exactly one JSON object;
+      // code in the kernel could otherwise forge fields of the message the client sees.
+      frame = encodeLegacyRaw(raw);
+    } catch (err) {
+      frame = { error: String(err) };
+    }
+  }
+  cache.set(raw, frame);
+  return frame;
+}
+
+/**
+ * The TCP socket under a ws WebSocket, when it can be corked. ws (8.x) has no public way to send
+ * several messages in one write: its sender corks the socket around each frame's header and
+ * payload only, so every message is its own write system call (and, with TCP_NODELAY, its own
+ * segment). An outer cork held until the end of the event-loop turn gathers them; ws's own
+ * cork/uncork pairs nest inside it. `_socket` is ws's internal field; without it (another ws
+ * version) sends are simply not batched.
+ */
+function corkable(ws: WebSocket): Pick<Socket, 'cork' | 'uncork'> | undefined {
+  const socket = (ws as unknown as { _socket?: Partial<Socket> | null })._socket;
+  return typeof socket?.cork === 'function' && typeof socket.uncork === 'function'
+    ? (socket as Socket)
+    : undefined;
+}
+
 export class WsSink implements ClientSink {
   #ping: NodeJS.Timeout | undefined;
   #alive = true;
   #dropped = false;
+  /** True while this turn's frames are held (the socket is corked until setImmediate). */
+  #corked = false;
 
   constructor(
     private readonly ws: WebSocket,
@@ -73,6 +125,12 @@ export class WsSink implements ClientSink {
     }
   }
 
+  /**
+   * Sends one kernel message. The first send of an event-loop turn corks the socket and the check
+   * phase of that turn uncorks it, so the messages that arrived together (busy, execute_input and
+   * the reply of a short execution, say) reach the client in one write and one segment, in order.
+   * Corked bytes count in `bufferedAmount`, so the slow-client cap sees them as before.
+   */
   send(raw: RawMessage): boolean {
     const ws = this.ws;
     if (ws.readyState !== ws.OPEN) return false;
@@ -81,25 +139,31 @@ export class WsSink implements ClientSink {
       this.#dropSlowClient(ws.bufferedAmount);
       return false;
     }
-    if (this.protocol === 'v1') {
-      ws.send(encodeV1(raw), { binary: true });
-      return true;
-    }
-    let frame: { data: Buffer | string; binary: boolean };
-    try {
-      // Splicing kernel bytes into one JSON text needs each part to be exactly one JSON object;
-      // code in the kernel could otherwise forge fields of the message the client sees.
-      frame = encodeLegacyRaw(raw);
-    } catch (err) {
+    const frame = encodeFor(this.protocol, raw);
+    if ('error' in frame) {
       this.log('warn', 'dropped a kernel message that is not valid JSON', {
         msg_type: raw.header.msg_type,
-        err: String(err),
+        err: frame.error,
       });
       // Refused on purpose, not undeliverable: the client stays attached.
       return true;
     }
+    this.#cork();
     ws.send(frame.data, { binary: frame.binary });
     return true;
+  }
+
+  #cork(): void {
+    if (this.#corked) return;
+    const socket = corkable(this.ws);
+    if (!socket) return;
+    this.#corked = true;
+    socket.cork();
+    setImmediate(() => {
+      this.#corked = false;
+      // A socket that ended meanwhile was uncorked by end(); uncork on it does nothing.
+      socket.uncork();
+    });
   }
 
   /**

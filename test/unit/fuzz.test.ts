@@ -13,7 +13,6 @@ import {
   DELIMITER,
   PROTOCOL_ERROR_CODES,
   ProtocolError,
-  ReplayGuard,
   Signer,
   decodeLegacy,
   decodeV1,
@@ -547,15 +546,10 @@ describe('fuzz: decoders of untrusted bytes', function () {
               { headerBytes, parentHeader, metadata, content, buffers: raw.buffers },
               signer,
             );
-            const guard = new ReplayGuard(16);
-            const out = decodeOrRefuse(() => decodeZmq(frames, 'iopub', signer, guard));
+            const out = decodeOrRefuse(() => decodeZmq(frames, 'iopub', signer));
             if (!out) return;
             expectRoutable(out.raw.header, out.raw.channel);
             decodeOrRefuse(() => fromRaw(out.raw));
-            // The same frames again are a replay.
-            expect(() => decodeZmq(frames, 'iopub', signer, guard))
-              .to.throw(ProtocolError)
-              .with.property('code', 'REPLAYED');
             decoded++;
           },
         ),
@@ -573,9 +567,7 @@ describe('fuzz: decoders of untrusted bytes', function () {
           fc.nat(20),
           (msg, mutations, maxFrames) => {
             const frames = mutateFrames(encodeZmq(toRaw(msg), unkeyed), mutations);
-            const out = decodeOrRefuse(() =>
-              decodeZmq(frames, 'shell', unkeyed, undefined, { maxFrames }),
-            );
+            const out = decodeOrRefuse(() => decodeZmq(frames, 'shell', unkeyed, { maxFrames }));
             if (out) {
               expectRoutable(out.raw.header, out.raw.channel);
               expect(frames.length).to.be.at.most(maxFrames);

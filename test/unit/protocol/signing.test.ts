@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { ReplayGuard, SIGNATURE_SCHEME, Signer } from '../../../protocol/index.js';
+import { SIGNATURE_SCHEME, Signer } from '../../../protocol/index.js';
 import { GOLDEN_KEY, GOLDEN_PARTS, GOLDEN_SIGNATURE } from './golden.js';
 
 describe('protocol/signing Signer', () => {
@@ -95,57 +95,5 @@ describe('protocol/signing Signer', () => {
         },
       ),
     );
-  });
-});
-
-describe('protocol/signing ReplayGuard', () => {
-  it('reports a signature the second time it is seen', () => {
-    const guard = new ReplayGuard();
-    expect(guard.capacity).to.equal(65536);
-    expect(guard.seen('a')).to.equal(false);
-    expect(guard.seen('a')).to.equal(true);
-    expect(guard.seen('b')).to.equal(false);
-    expect(guard.size).to.equal(2);
-  });
-
-  it('forgets the oldest signature first when full (FIFO)', () => {
-    const guard = new ReplayGuard(2);
-    guard.seen('a');
-    guard.seen('b');
-    guard.seen('c'); // evicts a
-    expect(guard.size).to.equal(2);
-    expect(guard.seen('b')).to.equal(true);
-    expect(guard.seen('c')).to.equal(true);
-    expect(guard.seen('a')).to.equal(false); // forgotten; remembered again, evicting b
-    expect(guard.seen('c')).to.equal(true);
-    expect(guard.seen('b')).to.equal(false);
-  });
-
-  it('never holds more than its capacity (property)', () => {
-    fc.assert(
-      fc.property(
-        fc.integer({ min: 1, max: 8 }),
-        fc.array(fc.string({ maxLength: 2 })),
-        (cap, sigs) => {
-          const guard = new ReplayGuard(cap);
-          const window: string[] = [];
-          for (const s of sigs) {
-            const expected = window.includes(s);
-            expect(guard.seen(s)).to.equal(expected);
-            if (!expected) {
-              window.push(s);
-              if (window.length > cap) window.shift();
-            }
-            expect(guard.size).to.be.at.most(cap);
-          }
-        },
-      ),
-    );
-  });
-
-  it('refuses a capacity that is not a positive integer', () => {
-    for (const cap of [0, -1, 1.5, Number.NaN]) {
-      expect(() => new ReplayGuard(cap), String(cap)).to.throw(RangeError);
-    }
   });
 });

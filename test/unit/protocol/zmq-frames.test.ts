@@ -3,7 +3,6 @@ import fc from 'fast-check';
 import {
   DELIMITER,
   ProtocolError,
-  ReplayGuard,
   Signer,
   decodeZmq,
   encodeZmq,
@@ -89,7 +88,7 @@ describe('protocol/zmq-frames', () => {
     });
 
     it('decodes the golden frames and verifies them', () => {
-      const { identities, raw } = decodeZmq(goldenFrames(), 'shell', signer, new ReplayGuard());
+      const { identities, raw } = decodeZmq(goldenFrames(), 'shell', signer);
       expect(identities.map(String)).to.deep.equal(['client-session-1']);
       expect(raw.channel).to.equal('shell');
       expect(raw.header).to.deep.equal(JSON.parse(HEADER.toString()));
@@ -176,22 +175,6 @@ describe('protocol/zmq-frames', () => {
       );
     });
 
-    it('a replayed message when a guard is given: REPLAYED', () => {
-      const guard = new ReplayGuard();
-      decodeZmq(goldenFrames(), 'shell', signer, guard);
-      expectCode(() => decodeZmq(goldenFrames(), 'shell', signer, guard), 'REPLAYED');
-      // Without a guard there is no replay check.
-      expect(() => decodeZmq(goldenFrames(), 'shell', signer)).to.not.throw();
-    });
-
-    it('does not let a forged message burn a real signature (guard records only verified ones)', () => {
-      const guard = new ReplayGuard();
-      const forged = goldenFrames();
-      forged[6] = Buffer.from('{"code":"evil()"}');
-      expectCode(() => decodeZmq(forged, 'shell', signer, guard), 'BAD_SIGNATURE');
-      expect(() => decodeZmq(goldenFrames(), 'shell', signer, guard)).to.not.throw();
-    });
-
     it('checks the signature before parsing the header', () => {
       const frames = goldenFrames();
       frames[3] = Buffer.from('not json');
@@ -216,20 +199,16 @@ describe('protocol/zmq-frames', () => {
 
     it('too many frames or bytes: FRAME_TOO_LARGE', () => {
       expectCode(
-        () => decodeZmq(goldenFrames(), 'shell', signer, undefined, { maxFrames: 7 }),
+        () => decodeZmq(goldenFrames(), 'shell', signer, { maxFrames: 7 }),
         'FRAME_TOO_LARGE',
       );
-      expect(() =>
-        decodeZmq(goldenFrames(), 'shell', signer, undefined, { maxFrames: 8 }),
-      ).to.not.throw();
+      expect(() => decodeZmq(goldenFrames(), 'shell', signer, { maxFrames: 8 })).to.not.throw();
       const total = goldenFrames().reduce((n, f) => n + f.length, 0);
       expectCode(
-        () => decodeZmq(goldenFrames(), 'shell', signer, undefined, { maxBytes: total - 1 }),
+        () => decodeZmq(goldenFrames(), 'shell', signer, { maxBytes: total - 1 }),
         'FRAME_TOO_LARGE',
       );
-      expect(() =>
-        decodeZmq(goldenFrames(), 'shell', signer, undefined, { maxBytes: total }),
-      ).to.not.throw();
+      expect(() => decodeZmq(goldenFrames(), 'shell', signer, { maxBytes: total })).to.not.throw();
     });
 
     it('a header, parent_header or metadata over its limit: FRAME_TOO_LARGE, exact bound passes', () => {
@@ -237,7 +216,7 @@ describe('protocol/zmq-frames', () => {
         maxHeaderBytes: Math.max(HEADER.length, PARENT.length),
         maxMetadataBytes: METADATA.length,
       };
-      expect(() => decodeZmq(goldenFrames(), 'shell', signer, undefined, limits)).to.not.throw();
+      expect(() => decodeZmq(goldenFrames(), 'shell', signer, limits)).to.not.throw();
       const parts: [string, string, string, string] = [
         HEADER.toString(),
         PARENT.toString(),
@@ -254,7 +233,7 @@ describe('protocol/zmq-frames', () => {
         const big = [...parts] as [string, string, string, string];
         big[i] = pad(parts[i] === '{}' ? '{"a":1}' : parts[i], 70_000);
         expect(() =>
-          decodeZmq(signedFrames(big), 'shell', signer, undefined, {
+          decodeZmq(signedFrames(big), 'shell', signer, {
             maxHeaderBytes: 65_536,
             maxMetadataBytes: 65_536,
           }),
@@ -277,25 +256,23 @@ describe('protocol/zmq-frames', () => {
       const frames = goldenFrames();
       frames[4] = huge; // parent_header: 8 MiB of spaces, badly signed
       expectCode(
-        () => decodeZmq(frames, 'iopub', counting, undefined, { maxHeaderBytes: 65_536 }),
+        () => decodeZmq(frames, 'iopub', counting, { maxHeaderBytes: 65_536 }),
         'FRAME_TOO_LARGE',
       );
       expectCode(
-        () => decodeZmq(frames, 'iopub', counting, undefined, { maxBytes: 1024 ** 2 }),
+        () => decodeZmq(frames, 'iopub', counting, { maxBytes: 1024 ** 2 }),
         'FRAME_TOO_LARGE',
       );
       expect(verified).to.equal(0);
-      decodeZmq(goldenFrames(), 'iopub', counting, undefined, { maxHeaderBytes: 65_536 });
+      decodeZmq(goldenFrames(), 'iopub', counting, { maxHeaderBytes: 65_536 });
       expect(verified, 'a message within the limits is verified').to.equal(1);
     });
 
     it('more identities than allowed before the delimiter: MISSING_DELIMITER', () => {
       const frames = [Buffer.from('a'), Buffer.from('b'), ...goldenFrames().slice(1)];
-      expect(() =>
-        decodeZmq(frames, 'iopub', signer, undefined, { maxIdentities: 2 }),
-      ).to.not.throw();
+      expect(() => decodeZmq(frames, 'iopub', signer, { maxIdentities: 2 })).to.not.throw();
       expectCode(
-        () => decodeZmq(frames, 'iopub', signer, undefined, { maxIdentities: 1 }),
+        () => decodeZmq(frames, 'iopub', signer, { maxIdentities: 1 }),
         'MISSING_DELIMITER',
       );
     });
@@ -329,13 +306,7 @@ describe('protocol/zmq-frames', () => {
           (msg, ids) => {
             const identities = ids.map((i) => Buffer.from(i)).filter((i) => !i.equals(DELIMITER));
             const raw = toRaw(msg);
-            const guard = new ReplayGuard();
-            const decoded = decodeZmq(
-              encodeZmq(raw, signer, identities),
-              msg.channel,
-              signer,
-              guard,
-            );
+            const decoded = decodeZmq(encodeZmq(raw, signer, identities), msg.channel, signer);
             expect(decoded.identities).to.deep.equal(identities);
             expect(decoded.raw.headerBytes).to.deep.equal(raw.headerBytes);
             expect(decoded.raw.content).to.deep.equal(raw.content);
@@ -354,7 +325,7 @@ describe('protocol/zmq-frames', () => {
       fc.assert(
         fc.property(fc.array(frameArb, { maxLength: 10 }), fc.boolean(), (frames, keyed) => {
           try {
-            decodeZmq(frames, 'shell', keyed ? signer : new Signer(''), new ReplayGuard());
+            decodeZmq(frames, 'shell', keyed ? signer : new Signer(''));
           } catch (err) {
             expect(err).to.be.instanceOf(ProtocolError);
           }
