@@ -59,6 +59,11 @@ export class FakeSandbox implements Sandbox {
     return this.#running && !this.#destroyed;
   }
 
+  /** The kernel, when it runs in the test process. */
+  get kernel(): FakeKernel | undefined {
+    return this.#kernel;
+  }
+
   /** The kernel's process id (child-process kernels only). */
   get pid(): number | undefined {
     return this.#child?.pid;

@@ -76,6 +76,8 @@ interface Running {
 
 export class FakeKernel {
   readonly session = randomUUID();
+  /** The msg_type of every shell and control message received, in order (tests look at it). */
+  readonly received: string[] = [];
   readonly #signer: Signer;
   readonly #sockets: zmq.Socket[];
   readonly #shell = new zmq.Router({ linger: 0 });
@@ -152,7 +154,9 @@ export class FakeKernel {
         } catch {
           continue; // ipykernel drops what it cannot authenticate, too
         }
-        handle(decoded.identities, fromRaw(decoded.raw));
+        const msg = fromRaw(decoded.raw);
+        if (channel !== 'stdin') this.received.push(msg.header.msg_type);
+        handle(decoded.identities, msg);
       }
     })().catch(() => undefined);
   }
