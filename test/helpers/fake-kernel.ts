@@ -63,6 +63,10 @@ class Outbox {
   send(frames: Buffer[]): void {
     this.#chain = this.#chain.then(() => this.sock.send(frames)).catch(() => undefined);
   }
+  /** Settles once everything queued so far was handed to libzmq. */
+  drained(): Promise<void> {
+    return this.#chain;
+  }
 }
 
 /** The request being executed (what output, stdin and interrupts refer to). */
@@ -266,6 +270,8 @@ export class FakeKernel {
     const statements = code.split(/[\n;]/).map((s) => s.trim());
     try {
       for (const stmt of statements) if (stmt !== '') await this.#run(stmt, this.#running);
+      // ipykernel flushes the output before it replies.
+      await this.#out.iopub.drained();
       this.#reply('shell', ids, req, {
         status: 'ok',
         execution_count: n,
@@ -276,6 +282,7 @@ export class FakeKernel {
       const e = err instanceof KernelError ? err : new KernelError('RuntimeError', String(err));
       const error = { ename: e.ename, evalue: e.evalue, traceback: [e.message] };
       this.#publish('error', error, req.header);
+      await this.#out.iopub.drained();
       this.#reply('shell', ids, req, { status: 'error', execution_count: n, ...error });
     } finally {
       this.#running = undefined;
