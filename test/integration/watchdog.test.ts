@@ -7,14 +7,19 @@
 import { performance } from 'node:perf_hooks';
 import { expect } from 'chai';
 import type { JupyterMessage } from '../../protocol/index.js';
-import { startFakeGateway, type FakeGateway } from '../helpers/fake-gateway.js';
+import {
+  expectFreshSandbox,
+  kernelWithTwoClients,
+  restarted,
+  startFakeGateway,
+  type FakeGateway,
+} from '../helpers/fake-gateway.js';
 import { kernelModel } from '../helpers/gateway.js';
 import {
   isGatewayNotice,
   isKernelStatus,
   parentId,
   stdout,
-  TestClient,
   type Collected,
 } from '../helpers/ws-client.js';
 
@@ -23,34 +28,6 @@ const IGNORING = 'print ignoring; hang';
 
 function iopubError(r: Collected): JupyterMessage | undefined {
   return r.iopub.find((m) => m.header.msg_type === 'error');
-}
-
-async function kernelWithTwoClients(
-  t: FakeGateway,
-): Promise<{ id: string; requester: TestClient; observer: TestClient; close(): void }> {
-  const { id } = await t.startKernel();
-  const requester = await TestClient.connect(t.url(id), { token: t.token });
-  const observer = await TestClient.connect(t.url(id), { token: t.token, protocol: 'legacy' });
-  return {
-    id,
-    requester,
-    observer,
-    close() {
-      requester.close();
-      observer.close();
-    },
-  };
-}
-
-/** Waits until `c` was told the kernel restarts, and then that it is idle again. */
-async function restarted(c: TestClient): Promise<void> {
-  await c.waitFor(isKernelStatus('restarting'), 'status restarting');
-  await c.waitFor(
-    (m) =>
-      isKernelStatus('idle')(m) &&
-      c.messages.indexOf(m) > c.messages.findIndex(isKernelStatus('restarting')),
-    'status idle after the restart',
-  );
 }
 
 /** The ids of the sandboxes whose kernel runs for `id`. */
@@ -99,7 +76,7 @@ describe('execution watchdog (integration: fake kernels)', function () {
     it('kills code that ignores the interrupt: ExecutionKilled to the requester, restarting to others, fresh sandbox with the same id', async () => {
       const k = await kernelWithTwoClients(t);
       try {
-        const before = sandboxesOf(t, k.id);
+        const [before] = t.runtime.running(k.id);
         await k.requester.execute('set x');
         const started = performance.now();
         const r = await k.requester.execute(IGNORING);
@@ -124,11 +101,7 @@ describe('execution watchdog (integration: fake kernels)', function () {
         expect(after.reason, 'the model keeps why it restarted').to.match(
           /killed by the watchdog/i,
         );
-        const now = sandboxesOf(t, k.id);
-        expect(now, 'only the fresh sandbox runs').to.have.length(1);
-        expect(now[0]).to.not.equal(before[0]);
-        expect(stdout(await k.requester.execute('has x')), 'fresh state').to.equal('False\n');
-        expect(stdout(await k.observer.execute('print on'))).to.equal('on\n');
+        await expectFreshSandbox(t, k, before);
       } finally {
         k.close();
       }
@@ -191,7 +164,8 @@ describe('execution watchdog (integration: fake kernels)', function () {
     it('escalates POST /interrupt to a kill when the interrupt is ignored, then restarts on a fresh sandbox', async () => {
       const k = await kernelWithTwoClients(t);
       try {
-        const before = sandboxesOf(t, k.id);
+        await k.requester.execute('set x');
+        const [before] = t.runtime.running(k.id);
         const run = k.requester.execute(IGNORING);
         await k.requester.waitFor((m) => m.content.text === 'ignoring\n', 'the code to run');
         const res = await t.api(`/api/kernels/${k.id}/interrupt`, { method: 'POST' });
@@ -200,10 +174,7 @@ describe('execution watchdog (integration: fake kernels)', function () {
         expect(r.reply.content.ename).to.equal('ExecutionKilled');
         expect(String(r.reply.content.evalue)).to.match(/did not stop after an interrupt request/);
         await restarted(k.observer);
-        expect(stdout(await k.observer.execute('print back'))).to.equal('back\n');
-        const now = sandboxesOf(t, k.id);
-        expect(now).to.have.length(1);
-        expect(now[0]).to.not.equal(before[0]);
+        await expectFreshSandbox(t, k, before);
       } finally {
         k.close();
       }
