@@ -81,7 +81,7 @@ export class FakeSandbox implements Sandbox {
       process.execPath,
       ['--import', 'tsx', MAIN, JSON.stringify(this.connection)],
       {
-        stdio: ['ignore', 'ignore', 'inherit'],
+        stdio: ['pipe', 'ignore', 'inherit'],
       },
     );
     this.#child = child;
