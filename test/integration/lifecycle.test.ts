@@ -50,6 +50,15 @@ describe('kernel lifecycle and faults (integration: fake kernels)', function () 
         expect(r.reply.content.ename).to.equal('KernelRestarted');
         await k.observer.waitFor(isKernelStatus('restarting'), 'restarting on the observer');
         await expectFreshSandbox(t, k, before[0]);
+        // The gateway probed the fresh kernel with kernel_info_request; none of it reaches clients.
+        expect(
+          t.runtime.running(k.id)[0]?.kernel?.received[0],
+          'the fresh kernel was probed',
+        ).to.equal('kernel_info_request');
+        expect(
+          k.observer.messages.some((m) => m.parent_header.msg_type === 'kernel_info_request'),
+          'the probes stay between the gateway and the kernel',
+        ).to.equal(false);
       } finally {
         k.close();
       }
