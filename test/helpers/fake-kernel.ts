@@ -125,7 +125,7 @@ export class FakeKernel {
     ]);
     k.#serve(k.#shell, 'shell', (ids, m) => {
       // Shell requests run one at a time, in order, as in ipykernel.
-      k.#shellQueue = k.#shellQueue.then(() => k.#onShell(ids, m));
+      k.#shellQueue = k.#shellQueue.then(() => k.#onShell(ids, m)).catch(() => undefined);
     });
     k.#serve(k.#control, 'control', (ids, m) => void k.#onControl(ids, m));
     k.#serve(k.#stdin, 'stdin', (_ids, m) => {
