@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import type { KernelModel } from '../../gateway/kernel/kernel-session.js';
-import { createGateway, type Gateway } from '../../gateway/server.js';
+import { createGateway, type Gateway, type GatewayDeps } from '../../gateway/server.js';
 import { loadConfig, type GatewayConfig } from '../../gateway/base/config.js';
 import { createLogger, type Logger } from '../../gateway/base/logger.js';
 
@@ -31,7 +31,7 @@ export function kernelImage(): string {
 
 export async function startTestGateway(
   overrides: Partial<GatewayConfig> = {},
-  opts: { logger?: Logger } = {},
+  opts: { logger?: Logger; deps?: Omit<GatewayDeps, 'logger'> } = {},
 ): Promise<TestGateway> {
   // Short path: unix socket paths are limited to 107 bytes.
   const stateDir = mkdtempSync('/tmp/aido-t-');
@@ -41,13 +41,16 @@ export async function startTestGateway(
     port: 0,
     authToken: token,
     stateDir,
-    kernelImage: kernelImage(),
+    kernelImage: overrides.kernelImage ?? kernelImage(),
     // Tests that count containers get exactly the kernels they start; the pool has its own tests.
     poolSize: 0,
     logLevel: process.env.AIDO_TEST_LOG_LEVEL ?? 'silent',
     ...overrides,
   });
-  const gw = createGateway(config, { logger: opts.logger ?? createLogger(config.logLevel) });
+  const gw = createGateway(config, {
+    ...opts.deps,
+    logger: opts.logger ?? createLogger(config.logLevel),
+  });
   const port = await gw.listen();
   const base = `http://127.0.0.1:${port}`;
   const api = (path: string, init: RequestInit = {}): Promise<Response> =>
