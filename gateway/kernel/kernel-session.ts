@@ -6,7 +6,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { WebSocket } from 'ws';
 import {
   createMessage,
   encodeZmq,
@@ -22,7 +21,6 @@ import {
   type ClientChannelsOptions,
   type ClientSink,
 } from '../channels/client-channels.js';
-import { WsSink, type WireProtocol } from '../channels/ws-sink.js';
 import { IopubRateLimit } from './iopub-rate-limit.js';
 import type { KernelDeath } from './kernel-deaths.js';
 import {
@@ -627,8 +625,11 @@ export class KernelSession implements ChannelHost {
 
   // ---- clients ----------------------------------------------------------------------------
 
-  /** The client session `sessionId`, created (with its own ZMQ identity) when new. */
-  #channelsFor(sessionId: string): ClientChannels {
+  /**
+   * The client session `sessionId`, created (with its own ZMQ identity) when new. Throws
+   * TOO_MANY_SESSIONS when the table is full of attached sessions.
+   */
+  channelsFor(sessionId: string): ClientChannels {
     let client = this.#clients.get(sessionId);
     if (!client) {
       this.#makeRoomForClient();
@@ -672,39 +673,13 @@ export class KernelSession implements ChannelHost {
     for (const [id, p] of this.#pending) if (p.client === client) this.#pending.delete(id);
   }
 
-  /** Attaches a WebSocket for `sessionId` (replacing a stale connection with the same id). */
-  attach(ws: WebSocket, sessionId: string, protocol: WireProtocol): void {
-    let client: ClientChannels;
-    try {
-      client = this.#channelsFor(sessionId);
-    } catch (err) {
-      const message = err instanceof GatewayError ? err.message : 'cannot attach';
-      this.#log.info({ session: clip(sessionId) }, message);
-      // 1013: try again later (a session frees up when its client disconnects and expires).
-      ws.close(1013, message.slice(0, 120));
-      return;
-    }
-    const sink = new WsSink(
-      ws,
-      protocol,
-      client,
-      (level, msg, extra = {}) => {
-        this.log(level, msg, { session: sessionId, ...extra });
-      },
-      this.opts.clients.pingIntervalMs,
-      this.opts.clients.wsMaxBufferedBytes,
-      this.opts.metrics,
-    );
-    this.attachSink(client, sink);
-  }
-
   /**
    * Attaches any sink (the agent API's collector, say) as client session `sessionId`; returns the
    * channels, whose `receive()` sends the client's messages and `detach()` ends the attachment.
    */
   attachSink(clientOrSession: ClientChannels | string, sink: ClientSink): ClientChannels {
     const client =
-      typeof clientOrSession === 'string' ? this.#channelsFor(clientOrSession) : clientOrSession;
+      typeof clientOrSession === 'string' ? this.channelsFor(clientOrSession) : clientOrSession;
     client.attach(sink);
     if (this.executionState === 'dead') client.deliver(this.#status('dead'));
     return client;
