@@ -21,8 +21,7 @@ export interface EnvRoute {
 
 /** The fixed loader for /run/kernel/<file> (a constant name, never client data). */
 export function envLoaderCode(file: string, removeAfter: boolean): string {
-  if (!/^[a-z][a-z0-9.-]*$/.test(file)) throw new Error(`bad env file name ${file}`);
-  const path = `/run/kernel/${file}`;
+  const path = `/run/kernel/${checkedName(file)}`;
   const load = [
     `with open('${path}', encoding='utf-8') as f:`,
     '    os.environ.update(json.load(f))',
@@ -37,6 +36,29 @@ export function envLoaderCode(file: string, removeAfter: boolean): string {
     '_aido_env()',
     'del _aido_env',
   ].join('\n');
+}
+
+/**
+ * The argv of a fixed program that stores its stdin as /run/kernel/<file> (for a writer that runs
+ * in the sandbox: exec with the JSON as stdin). The name comes as an argument, never as code.
+ */
+export function envWriterArgv(file: string): string[] {
+  return ['python3', '-I', '-S', '-c', ENV_WRITER, `/run/kernel/${checkedName(file)}`];
+}
+
+const ENV_WRITER = String.raw`
+import os, sys
+data = sys.stdin.buffer.read()
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+view = memoryview(data)
+while view:
+    view = view[os.write(fd, view):]
+os.close(fd)
+`;
+
+function checkedName(file: string): string {
+  if (!/^[a-z][a-z0-9.-]*$/.test(file)) throw new Error(`bad env file name ${file}`);
+  return file;
 }
 
 /** Hands `env` to the kernel along `route`: the data file, then the fixed loader. */
