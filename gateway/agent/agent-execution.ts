@@ -7,7 +7,7 @@ import type { Timers } from '../base/deadline.js';
 import { GatewayError } from '../base/errors.js';
 import type { Logger } from '../base/logger.js';
 import { envWriterArgv, handOverEnv } from '../kernel/env-handover.js';
-import type { KernelSession } from '../kernel/kernel-session.js';
+import type { Kernel } from '../kernel/kernel.js';
 import {
   imagesOf,
   type AgentEvent,
@@ -72,7 +72,7 @@ export class AgentExecutor {
    * (one-shot) carries small files' bytes instead.
    */
   async execute(
-    kernel: KernelSession,
+    kernel: Kernel,
     req: AgentRequest,
     opts: {
       artifacts: 'url' | 'inline';
@@ -179,7 +179,7 @@ export class AgentExecutor {
    * since the file's name is fixed.
    */
   async #applyEnv(
-    kernel: KernelSession,
+    kernel: Kernel,
     sandboxId: string,
     env: Record<string, string>,
     signal: AbortSignal | undefined,

@@ -12,7 +12,7 @@ import { GatewayError } from '../base/errors.js';
 import type { ClientChannels, ClientSink } from '../channels/client-channels.js';
 import { parseJsonObject, peekParent } from '../channels/parent-peek.js';
 import { asExecutionTimeout, requestTimeoutText } from '../kernel/execution-timeout.js';
-import type { KernelSession } from '../kernel/kernel-session.js';
+import type { Kernel } from '../kernel/kernel.js';
 import {
   OutputCollector,
   type AgentEvent,
@@ -50,7 +50,7 @@ export interface RunOutcome {
 const OUTPUT_TYPES = new Set(['stream', 'display_data', 'execute_result', 'error']);
 
 /** Throws unless the kernel can take an execution now. */
-export function assertRunnable(kernel: KernelSession): string {
+export function assertRunnable(kernel: Kernel): string {
   if (kernel.closing)
     throw new GatewayError('KERNEL_NOT_FOUND', `kernel ${kernel.id} is shutting down`);
   if (kernel.executionState === 'dead')
@@ -87,7 +87,7 @@ function statusOf(
  * again and has replied. Every message reaches this client (iopub is fanned out), so only those
  * parented to its own request are kept.
  */
-export function runCode(kernel: KernelSession, opts: RunOptions): Promise<RunOutcome> {
+export function runCode(kernel: Kernel, opts: RunOptions): Promise<RunOutcome> {
   assertRunnable(kernel);
   return new Promise<RunOutcome>((resolve, reject) => {
     new AgentRun(kernel, opts, resolve, reject).start();
@@ -111,7 +111,7 @@ class AgentRun implements ClientSink {
   #finished = false;
 
   constructor(
-    private readonly kernel: KernelSession,
+    private readonly kernel: Kernel,
     private readonly opts: RunOptions,
     private readonly resolve: (outcome: RunOutcome) => void,
     private readonly reject: (err: Error) => void,

@@ -14,7 +14,7 @@ import { isAuthorized, originAllowed } from './auth.js';
 import type { GatewayConfig } from '../base/config.js';
 import { GatewayError, httpStatusOf } from '../base/errors.js';
 import type { KernelRegistry } from '../kernel/kernel-registry.js';
-import type { KernelSession } from '../kernel/kernel-session.js';
+import type { Kernel } from '../kernel/kernel.js';
 import { redactUrl, type Logger } from '../base/logger.js';
 import { clip } from '../base/log-limit.js';
 import type { MetricsSink } from '../base/metrics.js';
@@ -55,7 +55,7 @@ export function createChannelsServer(
   function check(
     req: IncomingMessage,
     url: URL,
-  ): GatewayError | { kernel: KernelSession; sessionId: string } {
+  ): GatewayError | { kernel: Kernel; sessionId: string } {
     if (isDraining()) return new GatewayError('SHUTTING_DOWN', 'the gateway is shutting down');
     const m = CHANNELS_PATH.exec(url.pathname);
     if (!m?.[1]) return new GatewayError('NOT_FOUND', 'Not Found');
@@ -86,7 +86,7 @@ export function createChannelsServer(
    * (try again later: a session frees up when its client disconnects and expires).
    */
   function attach(
-    kernel: KernelSession,
+    kernel: Kernel,
     ws: WebSocket,
     sessionId: string,
     protocol: WireProtocol,

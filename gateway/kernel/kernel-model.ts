@@ -37,7 +37,7 @@ export const UNTRACKED = new Set([
  */
 export const MAX_PENDING = 1024;
 
-export interface KernelSessionOptions {
+export interface KernelOptions {
   id: string;
   name: string;
   env: Record<string, string>;

@@ -19,12 +19,12 @@ import { KernelBridge } from './kernel-bridge.js';
 import { bootSandbox } from './kernel-boot.js';
 import { describeDeath } from './kernel-deaths.js';
 import type { KernelLink } from './kernel-link.js';
-import type { ExecutionState, KernelModel, KernelSessionOptions } from './kernel-model.js';
+import type { ExecutionState, KernelModel, KernelOptions } from './kernel-model.js';
 import { Synthetic } from './synthetic.js';
 
-export type { ExecutionState, KernelModel, KernelSessionOptions } from './kernel-model.js';
+export type { ExecutionState, KernelModel, KernelOptions } from './kernel-model.js';
 
-export class KernelSession {
+export class Kernel {
   readonly id: string;
   readonly name: string;
   executionState: ExecutionState = 'starting';
@@ -46,7 +46,7 @@ export class KernelSession {
   readonly #log: Logger;
   readonly #gate: InboundGate;
 
-  constructor(private readonly opts: KernelSessionOptions) {
+  constructor(private readonly opts: KernelOptions) {
     this.id = opts.id;
     this.name = opts.name;
     this.#log = opts.logger.child({ kernel: opts.id });
