@@ -19,6 +19,7 @@ import { ClientTable } from './client-table.js';
 import type { Executions } from './executions.js';
 import { IopubState } from './iopub-state.js';
 import { UNTRACKED, type ExecutionState } from './kernel-model.js';
+import { awaitsReply, isReply } from './message-routing.js';
 import type { Synthetic } from './synthetic.js';
 
 /** What the bridge reads of its kernel. */
@@ -178,7 +179,7 @@ export class KernelBridge implements ChannelHost {
         `The request header has ${raw.headerBytes.length} bytes, over the limit of ${maxHeader} (AIDO_KERNEL_MAX_HEADER).`,
       );
     if (!UNTRACKED.has(type)) this.host.touch();
-    if (type.endsWith('_request') && raw.channel !== 'stdin') {
+    if (awaitsReply(type, raw.channel)) {
       if (!this.o.executions.track(client, raw)) return false;
       this.iopub.awaitStatus(raw.header.msg_id, type);
     }
@@ -194,7 +195,7 @@ export class KernelBridge implements ChannelHost {
     if (!this.host.readable()) return undefined;
     this.o.synthetic.note(raw);
     // Only replies settle anything: peek at the parent header of those alone.
-    if (!raw.header.msg_type.endsWith('_reply')) return raw;
+    if (!isReply(raw.header.msg_type)) return raw;
     return this.o.executions.settle(raw);
   }
 }

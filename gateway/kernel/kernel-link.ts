@@ -8,6 +8,8 @@ import {
   encodeZmq,
   toRaw,
   type Channel,
+  type ChannelOf,
+  type ContentOf,
   type RawMessage,
   type Signer,
 } from '../../protocol/index.js';
@@ -15,6 +17,7 @@ import { zmqInbound, type InboundGate, type InboundLimits } from '../channels/in
 import { peekParent } from '../channels/parent-peek.js';
 import type { Sandbox } from '../runtime/runtime.js';
 import { ZmqLink } from '../runtime/zmq-link.js';
+import type { RequestType } from './message-routing.js';
 
 /** How long after a kernel's socket dropped the gateway looks whether the sandbox still runs. */
 const DISCONNECT_CHECK_MS = 1000;
@@ -58,16 +61,28 @@ export class KernelLink {
     return this.#iopubSeen;
   }
 
-  /** Sends a request from the gateway's own socket; resolves with the reply or undefined on timeout. */
-  request(
-    channel: 'shell' | 'control',
-    msgType: string,
-    content: Record<string, unknown>,
+  /**
+   * Sends a request from the gateway's own socket; resolves with the reply or undefined on timeout.
+   * The catalogue types the channel and the content (interrupt_request goes on control only).
+   */
+  request<R extends RequestType>(
+    channel: ChannelOf<R> & ('shell' | 'control'),
+    msgType: R,
+    content: ContentOf<R>,
     timeoutMs: number,
   ): Promise<RawMessage | undefined> {
     if (this.#closed) return Promise.resolve(undefined);
     const link = channel === 'shell' ? this.#shell : this.#control;
-    const raw = toRaw(createMessage({ msgType, channel, session: this.o.session, content }));
+    // Typed at this signature; createMessage's own generics need not see through R.
+    const type: string = msgType;
+    const raw = toRaw(
+      createMessage({
+        msgType: type,
+        channel,
+        session: this.o.session,
+        content,
+      }),
+    );
     const id = raw.header.msg_id;
     return new Promise((resolve) => {
       const timer = setTimeout(() => {

@@ -12,16 +12,11 @@ import {
   type RawMessage,
 } from '../../protocol/index.js';
 import type { ExecutionState } from './kernel-model.js';
+import { isRequest, replyTypeOf } from './message-routing.js';
 
 /** Whoever a settling error goes to (a client session's channels). */
 export interface Recipient {
   deliver(raw: RawMessage): void;
-}
-
-export function replyTypeOf(requestType: string): string {
-  return requestType.endsWith('_request')
-    ? `${requestType.slice(0, -'_request'.length)}_reply`
-    : `${requestType}_reply`;
 }
 
 export class Synthetic {
@@ -64,7 +59,7 @@ export class Synthetic {
     ename: string,
     evalue: string,
   ): void {
-    if (!request.msg_type.endsWith('_request')) return;
+    if (!isRequest(request.msg_type)) return;
     const error = { status: 'error', ename, evalue, traceback: [`${ename}: ${evalue}`] };
     const replyType = replyTypeOf(request.msg_type);
     if (request.msg_type === 'execute_request') {
