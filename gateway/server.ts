@@ -243,7 +243,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
   server.on('connection', (s) => {
     s.setNoDelay(true);
   });
-  const channels = createChannelsServer(config, kernels, logger, isDraining);
+  const channels = createChannelsServer(config, kernels, logger, isDraining, metrics);
   server.on('upgrade', (req, socket, head) => {
     channels.handleUpgrade(req, socket, head);
   });

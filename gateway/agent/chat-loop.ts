@@ -30,7 +30,7 @@ import type { Conversation, ChatStep } from './chat-conversations.js';
 import type { GatewayConfig } from '../base/config.js';
 import { GatewayError } from '../base/errors.js';
 import type { KernelRegistry } from '../kernel/kernel-registry.js';
-import type { KernelSession } from '../kernel/kernel-session.js';
+import type { Kernel } from '../kernel/kernel.js';
 import type { Logger } from '../base/logger.js';
 import {
   argsOf,
@@ -450,7 +450,7 @@ export class ChatLoop {
   }
 
   /** A killed or dead sandbox: restart the kernel (same id, fresh sandbox) and say so. */
-  async #afterDeath(kernel: KernelSession, doc: ExecutionDocument): Promise<string> {
+  async #afterDeath(kernel: Kernel, doc: ExecutionDocument): Promise<string> {
     const what = doc.error ? `${doc.error.ename}: ${doc.error.evalue}` : 'the sandbox stopped';
     try {
       // Memoized: joins the watchdog's own restart when that is what killed it.
@@ -522,7 +522,7 @@ export class ChatLoop {
    * The conversation's kernel, ready to run: started from the registry (the warm pool) on first
    * use, restarted when it died, replaced when its own was shut down from elsewhere.
    */
-  async #kernel(ctx: TurnContext): Promise<KernelSession> {
+  async #kernel(ctx: TurnContext): Promise<Kernel> {
     const c = ctx.conversation;
     const { kernels } = this.d;
     let kernel = c.kernelId !== undefined ? kernels.find(c.kernelId) : undefined;

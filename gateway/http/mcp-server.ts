@@ -15,7 +15,7 @@ import { clip, toolResultOf, type Content } from '../agent/tool-result.js';
 import type { GatewayConfig } from '../base/config.js';
 import { asGatewayError, GatewayError } from '../base/errors.js';
 import type { KernelRegistry } from '../kernel/kernel-registry.js';
-import type { KernelSession } from '../kernel/kernel-session.js';
+import type { Kernel } from '../kernel/kernel.js';
 import type { Logger } from '../base/logger.js';
 import {
   AGENT_READ_MAX_BYTES,
@@ -44,7 +44,7 @@ class McpSession {
   lastUsed = Date.now();
   /** POSTs (tool calls) under way: a session is not idle while one runs. */
   active = 0;
-  #kernel: Promise<KernelSession> | undefined;
+  #kernel: Promise<Kernel> | undefined;
   #kernelId: string | undefined;
   #closed = false;
 
@@ -55,7 +55,7 @@ class McpSession {
   ) {}
 
   /** The kernel a tool call works on: `kernel_id`, else this session's own (started on first use). */
-  async kernel(kernelId: string | undefined): Promise<KernelSession> {
+  async kernel(kernelId: string | undefined): Promise<Kernel> {
     if (kernelId !== undefined) return this.kernels.get(kernelId);
     if (this.#closed) throw new GatewayError('SHUTTING_DOWN', 'the MCP session is closing');
     if (this.#kernelId !== undefined) {

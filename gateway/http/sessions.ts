@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { GatewayError } from '../base/errors.js';
-import type { KernelModel } from '../kernel/kernel-session.js';
+import type { KernelModel } from '../kernel/kernel.js';
 import type { KernelRegistry } from '../kernel/kernel-registry.js';
 
 export interface SessionModel {

@@ -2,19 +2,24 @@
  * The channels WebSocket: `GET /api/kernels/{id}/channels` upgrades after auth (header or
  * `?token=`), the origin check and the kernel lookup — all before a WebSocket exists. The v1
  * subprotocol is selected only when the client offers it; otherwise the legacy framing is used.
+ * The transport is built here: the kernel gets the connection as a ClientSink (a WsSink).
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import { V1_PROTOCOL } from '../../protocol/index.js';
 import { isAuthorized, originAllowed } from './auth.js';
 import type { GatewayConfig } from '../base/config.js';
 import { GatewayError, httpStatusOf } from '../base/errors.js';
 import type { KernelRegistry } from '../kernel/kernel-registry.js';
-import type { KernelSession } from '../kernel/kernel-session.js';
+import type { Kernel } from '../kernel/kernel.js';
 import { redactUrl, type Logger } from '../base/logger.js';
+import { clip } from '../base/log-limit.js';
+import type { MetricsSink } from '../base/metrics.js';
+import type { ClientChannels } from '../channels/client-channels.js';
+import { WsSink, type WireProtocol } from '../channels/ws-sink.js';
 
 const CHANNELS_PATH = /^\/api\/kernels\/([^/]+)\/channels\/?$/;
 /** Session ids become ZMQ routing ids: printable, bounded. */
@@ -38,6 +43,7 @@ export function createChannelsServer(
   kernels: KernelRegistry,
   logger: Logger,
   isDraining: () => boolean,
+  metrics?: MetricsSink,
 ): ChannelsServer {
   const wss = new WebSocketServer({
     noServer: true,
@@ -49,7 +55,7 @@ export function createChannelsServer(
   function check(
     req: IncomingMessage,
     url: URL,
-  ): GatewayError | { kernel: KernelSession; sessionId: string } {
+  ): GatewayError | { kernel: Kernel; sessionId: string } {
     if (isDraining()) return new GatewayError('SHUTTING_DOWN', 'the gateway is shutting down');
     const m = CHANNELS_PATH.exec(url.pathname);
     if (!m?.[1]) return new GatewayError('NOT_FOUND', 'Not Found');
@@ -75,6 +81,40 @@ export function createChannelsServer(
     return { kernel, sessionId };
   }
 
+  /**
+   * Hands the kernel this connection as a client sink. A full client table refuses it with 1013
+   * (try again later: a session frees up when its client disconnects and expires).
+   */
+  function attach(
+    kernel: Kernel,
+    ws: WebSocket,
+    sessionId: string,
+    protocol: WireProtocol,
+    log: Logger,
+  ): void {
+    let client: ClientChannels;
+    try {
+      client = kernel.channelsFor(sessionId);
+    } catch (err) {
+      const message = err instanceof GatewayError ? err.message : 'cannot attach';
+      log.info({ kernel: kernel.id, session: clip(sessionId) }, message);
+      ws.close(1013, message.slice(0, 120));
+      return;
+    }
+    const sink = new WsSink(
+      ws,
+      protocol,
+      client,
+      (level, msg, extra = {}) => {
+        kernel.log(level, msg, { session: sessionId, ...extra });
+      },
+      config.wsPingIntervalS * 1000,
+      config.wsMaxBufferedBytes,
+      metrics,
+    );
+    kernel.attachSink(client, sink);
+  }
+
   return {
     handleUpgrade(req, socket, head) {
       const log = logger.child({ url: redactUrl(req.url ?? '') });
@@ -98,7 +138,7 @@ export function createChannelsServer(
       wss.handleUpgrade(req, socket, head, (ws) => {
         const protocol = ws.protocol === V1_PROTOCOL ? 'v1' : 'legacy';
         log.info({ kernel: kernel.id, session: sessionId, protocol }, 'channels connected');
-        kernel.attach(ws, sessionId, protocol);
+        attach(kernel, ws, sessionId, protocol, log);
       });
     },
     close() {

@@ -6,7 +6,7 @@
  * and timers are injected so unit tests run in milliseconds.
  */
 import { realTimers, type Timers } from '../base/deadline.js';
-import type { ExecutionState } from './kernel-session.js';
+import type { ExecutionState } from './kernel.js';
 
 export interface CullPolicy {
   /** Idle time after which a kernel is culled; 0 (or less) disables culling. */

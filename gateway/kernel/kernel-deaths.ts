@@ -2,6 +2,7 @@
  * The recent ends of sandboxes, for operators (GET /api/security/events): a bounded ring, so a
  * kernel that dies in a loop, or a long-running gateway, never grows it past its capacity.
  */
+import { describeSandboxExit, type SandboxExit } from '../runtime/runtime.js';
 
 /** Why a sandbox ended, as a word a page can colour; `reason` says it in full. */
 export type DeathCause =
@@ -40,4 +41,28 @@ export class KernelDeaths {
   list(): KernelDeath[] {
     return [...this.#ring].reverse();
   }
+}
+
+/** Why a sandbox stopped, in words and as a cause (what the clients, the log and operators see). */
+export function describeDeath(
+  exit: SandboxExit,
+  killReason: string | undefined,
+  /** Killed by the interrupt ladder: who started it. */
+  ladder: 'deadline' | 'interrupt' | undefined,
+): { reason: string; cause: DeathCause } {
+  const reason =
+    killReason ??
+    (exit.oomKilled
+      ? 'OOM-killed: the kernel exceeded its memory limit'
+      : exit.reason !== undefined
+        ? `the sandbox stopped: ${describeSandboxExit(exit)}`
+        : `the kernel exited with code ${exit.exitCode ?? 'unknown'}`);
+  const cause: DeathCause = ladder
+    ? ladder === 'deadline'
+      ? 'watchdog_kill'
+      : 'interrupt_kill'
+    : exit.oomKilled
+      ? 'oom'
+      : 'exit';
+  return { reason, cause };
 }

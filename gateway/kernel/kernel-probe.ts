@@ -1,7 +1,8 @@
 /**
- * Waits until a sandboxed kernel answers: kernel_info_request on a throw-away DEALER until a
- * reply arrives and an iopub message has been seen on a throw-away SUB. Used by the warm pool to
- * know a sandbox is ready before any kernel is bound to it.
+ * The one readiness probe: kernel_info_request until a reply arrives and an iopub message has been
+ * seen. {@link probeUntilReady} is the loop (and its error texts), over whatever sockets the caller
+ * has: the kernel's own links at boot, or throw-away ones ({@link waitForKernel}, used by the warm
+ * pool to know a sandbox is ready before any kernel is bound to it).
  */
 import { randomUUID } from 'node:crypto';
 import { createMessage, decodeZmq, encodeZmq, Signer, toRaw } from '../../protocol/index.js';
@@ -10,14 +11,53 @@ import { decodeLimits, PROBE_LIMITS, zmqInbound } from '../channels/inbound-gate
 import { describeSandboxExit, type Sandbox, type SandboxExit } from '../runtime/runtime.js';
 import { ZmqLink } from '../runtime/zmq-link.js';
 
+/** How long one kernel_info_request waits for its reply before the next is sent. */
+const ASK_INTERVAL_MS = 250;
+
+export interface ProbeSteps {
+  /** Sends one kernel_info_request; true when its reply came within `waitMs`. */
+  ask(waitMs: number): Promise<boolean>;
+  /** Whether an iopub message arrived on the subscription the caller will use. */
+  iopubSeen(): boolean;
+  /** A reason to stop waiting (the kernel was shut down meanwhile), else undefined. */
+  cancelled?(): GatewayError | undefined;
+}
+
+/** Probes until the kernel replied to kernel_info and iopub is live; throws KERNEL_START_FAILED. */
+export async function probeUntilReady(
+  sandbox: Sandbox,
+  timeoutMs: number,
+  steps: ProbeSteps,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let exit: SandboxExit | undefined;
+  void sandbox.exited.then((e) => (exit = e));
+  let replied = false;
+  while (!(replied && steps.iopubSeen())) {
+    if (exit) {
+      throw new GatewayError(
+        'KERNEL_START_FAILED',
+        `the sandbox stopped while starting (${describeSandboxExit(exit)})`,
+      );
+    }
+    const cancelled = steps.cancelled?.();
+    if (cancelled) throw cancelled;
+    if (Date.now() > deadline) {
+      throw new GatewayError(
+        'KERNEL_START_FAILED',
+        `the kernel did not answer kernel_info within ${timeoutMs} ms`,
+      );
+    }
+    if (await steps.ask(ASK_INTERVAL_MS)) replied = true;
+  }
+}
+
+/** The probe over a throw-away shell DEALER and iopub SUB. */
 export async function waitForKernel(sandbox: Sandbox, timeoutMs: number): Promise<void> {
   const signer = new Signer(sandbox.connection.key);
   const session = `probe-${randomUUID()}`;
-  // Set from socket callbacks; an object so the loop below rereads it.
-  const seen = { reply: false, iopub: false };
-  let exit: SandboxExit | undefined;
-  void sandbox.exited.then((e) => (exit = e));
-  let wake: (() => void) | undefined;
+  let iopubSeen = false;
+  let onReply: (() => void) | undefined;
   const shell = ZmqLink.dealer(
     sandbox.connection.endpoints.shell,
     session,
@@ -27,8 +67,7 @@ export async function waitForKernel(sandbox: Sandbox, timeoutMs: number): Promis
           decodeZmq(frames, 'shell', signer, undefined, decodeLimits(PROBE_LIMITS)).raw.header
             .msg_type === 'kernel_info_reply'
         )
-          seen.reply = true;
-        wake?.();
+          onReply?.();
       } catch {
         // not a valid reply: keep waiting
       }
@@ -39,51 +78,34 @@ export async function waitForKernel(sandbox: Sandbox, timeoutMs: number): Promis
   const iopub = ZmqLink.subscriber(
     sandbox.connection.endpoints.iopub,
     () => {
-      seen.iopub = true;
-      wake?.();
+      iopubSeen = true;
     },
     () => undefined,
     zmqInbound(PROBE_LIMITS),
   );
-  const deadline = Date.now() + timeoutMs;
   try {
-    while (!(seen.reply && seen.iopub)) {
-      if (exit) {
-        throw new GatewayError(
-          'KERNEL_START_FAILED',
-          `the sandbox stopped while starting (${describeSandboxExit(exit)})`,
-        );
-      }
-      if (Date.now() > deadline)
-        throw new GatewayError(
-          'KERNEL_START_FAILED',
-          `the kernel did not answer kernel_info within ${timeoutMs} ms`,
-        );
-      shell.send(
-        encodeZmq(
-          toRaw(
-            createMessage({
-              msgType: 'kernel_info_request',
-              channel: 'shell',
-              session,
-              content: {},
-            }),
-          ),
-          signer,
-        ),
-      );
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 250);
-        wake = () => {
-          if (seen.reply && seen.iopub) {
+    await probeUntilReady(sandbox, timeoutMs, {
+      iopubSeen: () => iopubSeen,
+      ask: (waitMs) =>
+        new Promise<boolean>((resolve) => {
+          const timer = setTimeout(() => {
+            resolve(false);
+          }, waitMs);
+          onReply = () => {
             clearTimeout(timer);
-            resolve();
-          }
-        };
-      });
-    }
+            resolve(true);
+          };
+          const request = createMessage({
+            msgType: 'kernel_info_request',
+            channel: 'shell',
+            session,
+            content: {},
+          });
+          shell.send(encodeZmq(toRaw(request), signer));
+        }),
+    });
   } finally {
-    wake = undefined;
+    onReply = undefined;
     shell.close();
     iopub.close();
   }

@@ -9,7 +9,7 @@ import { GatewayError } from '../base/errors.js';
 import { KernelDeaths, type DeathCause } from './kernel-deaths.js';
 import { inboundLimits } from '../channels/inbound-gate.js';
 import { kernelEnvFrom } from './kernel-env.js';
-import { KernelSession, type KernelSessionOptions } from './kernel-session.js';
+import { Kernel, type KernelOptions } from './kernel.js';
 import type { KernelSpecs } from './kernelspecs.js';
 import type { Logger } from '../base/logger.js';
 import type { KillCause, MetricsSink, StartSource } from '../base/metrics.js';
@@ -25,8 +25,8 @@ export interface StartRequest {
 }
 
 export class KernelRegistry {
-  #kernels = new Map<string, KernelSession>();
-  #starting = new Map<string, KernelSession>();
+  #kernels = new Map<string, Kernel>();
+  #starting = new Map<string, Kernel>();
 
   /** Sandboxes started ahead of demand (AIDO_POOL_SIZE; 0: none). */
   readonly pool: WarmPool;
@@ -74,15 +74,15 @@ export class KernelRegistry {
     return { sandbox: await this.runtime.createSandbox(kernelId, env), pooled: false };
   };
 
-  list(): KernelSession[] {
+  list(): Kernel[] {
     return [...this.#kernels.values()];
   }
 
-  find(id: string): KernelSession | undefined {
+  find(id: string): Kernel | undefined {
     return this.#kernels.get(id);
   }
 
-  get(id: string): KernelSession {
+  get(id: string): Kernel {
     const k = this.#kernels.get(id);
     if (!k) throw new GatewayError('KERNEL_NOT_FOUND', `Kernel does not exist: ${id}`);
     return k;
@@ -100,7 +100,7 @@ export class KernelRegistry {
   }
 
   /** Starts a kernel on a fresh sandbox; resolves once it answered kernel_info. */
-  async start(req: StartRequest): Promise<KernelSession> {
+  async start(req: StartRequest): Promise<Kernel> {
     const name =
       req.name === undefined || req.name === null || req.name === ''
         ? this.specs.defaultName
@@ -128,12 +128,12 @@ export class KernelRegistry {
     }
     // Where the first sandbox came from, for the start metrics (no pooled one: a cold start).
     let source: StartSource = 'cold';
-    const acquire: KernelSessionOptions['acquire'] = async (kernelId, kernelEnv) => {
+    const acquire: KernelOptions['acquire'] = async (kernelId, kernelEnv) => {
       const got = await this.#acquire(kernelId, kernelEnv);
       if (got.pooled) source = 'pool';
       return got;
     };
-    const kernel = this.#session(id, name, { ...env, KERNEL_ID: id }, acquire);
+    const kernel = this.#create(id, name, { ...env, KERNEL_ID: id }, acquire);
     this.#starting.set(id, kernel);
     this.logger.debug({ kernel: id, name }, 'starting a kernel');
     const t0 = performance.now();
@@ -171,7 +171,7 @@ export class KernelRegistry {
         continue;
       }
       let first = true;
-      const acquire: KernelSessionOptions['acquire'] = async (kernelId, env) => {
+      const acquire: KernelOptions['acquire'] = async (kernelId, env) => {
         if (first) {
           first = false;
           return { sandbox: a.sandbox, pooled: false };
@@ -179,7 +179,7 @@ export class KernelRegistry {
         return this.#acquire(kernelId, env);
       };
       const env = { ...kernelEnvFrom(a.env, this.config.envAllowlist), KERNEL_ID: a.kernelId };
-      const kernel = this.#session(a.kernelId, this.specs.defaultName, env, acquire);
+      const kernel = this.#create(a.kernelId, this.specs.defaultName, env, acquire);
       const t0 = performance.now();
       try {
         await kernel.start();
@@ -202,13 +202,13 @@ export class KernelRegistry {
     return adopted;
   }
 
-  #session(
+  #create(
     id: string,
     name: string,
     env: Record<string, string>,
-    acquire: KernelSessionOptions['acquire'],
-  ): KernelSession {
-    return new KernelSession({
+    acquire: KernelOptions['acquire'],
+  ): Kernel {
+    return new Kernel({
       id,
       name,
       env,
@@ -267,7 +267,7 @@ export class KernelRegistry {
     this.pool.rebalance();
   }
 
-  #recordEnd(k: KernelSession, cause: DeathCause, reason: string): void {
+  #recordEnd(k: Kernel, cause: DeathCause, reason: string): void {
     this.deaths.record({
       kernel_id: k.id,
       container_id: k.sandboxId ?? null,

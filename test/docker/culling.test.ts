@@ -7,7 +7,7 @@
 import { performance } from 'node:perf_hooks';
 import { expect } from 'chai';
 import type { JupyterMessage } from '../../protocol/index.js';
-import type { KernelModel } from '../../gateway/kernel/kernel-session.js';
+import type { KernelModel } from '../../gateway/kernel/kernel.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { TestClient } from '../helpers/ws-client.js';
 

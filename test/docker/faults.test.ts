@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import Docker from 'dockerode';
-import type { KernelModel } from '../../gateway/kernel/kernel-session.js';
+import type { KernelModel } from '../../gateway/kernel/kernel.js';
 import { createMessage, type JupyterMessage } from '../../protocol/index.js';
 import {
   startTestGateway,

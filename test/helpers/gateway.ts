@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import type { KernelModel } from '../../gateway/kernel/kernel-session.js';
+import type { KernelModel } from '../../gateway/kernel/kernel.js';
 import { createGateway, type Gateway, type GatewayDeps } from '../../gateway/server.js';
 import { loadConfig, type GatewayConfig } from '../../gateway/base/config.js';
 import { createLogger, type Logger } from '../../gateway/base/logger.js';

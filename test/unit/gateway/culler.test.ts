@@ -7,7 +7,7 @@ import {
   type CullCandidate,
   type CullPolicy,
 } from '../../../gateway/kernel/culler.js';
-import type { ExecutionState } from '../../../gateway/kernel/kernel-session.js';
+import type { ExecutionState } from '../../../gateway/kernel/kernel.js';
 
 class FakeKernel implements CullCandidate {
   lastActivity: Date;
