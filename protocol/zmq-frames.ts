@@ -121,27 +121,8 @@ export function decodeZmq(
   frames: readonly Buffer[],
   channel: Channel,
   signer: Signer,
-  limits?: ZmqLimits,
-): DecodedZmq;
-/**
- * The former call shape, with an empty slot where a replay guard went (protocol/signing.ts says
- * why there is none); kept until its last caller passes the limits fourth.
- */
-export function decodeZmq(
-  frames: readonly Buffer[],
-  channel: Channel,
-  signer: Signer,
-  noGuard: undefined,
-  limits?: ZmqLimits,
-): DecodedZmq;
-export function decodeZmq(
-  frames: readonly Buffer[],
-  channel: Channel,
-  signer: Signer,
-  limitsOrNone?: ZmqLimits,
-  formerLimits?: ZmqLimits,
+  limits: ZmqLimits = {},
 ): DecodedZmq {
-  const limits = limitsOrNone ?? formerLimits ?? {};
   if (limits.maxFrames !== undefined && frames.length > limits.maxFrames) {
     throw new ProtocolError(
       'FRAME_TOO_LARGE',

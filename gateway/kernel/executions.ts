@@ -25,7 +25,7 @@ import { sweepSandbox } from './sandbox-sweep.js';
 import type { Synthetic } from './synthetic.js';
 
 /** Largest content the gateway parses for its own decisions (a status, a reply's status). */
-const POLICY_PARSE_MAX = 1024 ** 2;
+export const POLICY_PARSE_MAX = 1024 ** 2;
 
 export function parsePolicyJson(buf: Buffer): Record<string, unknown> {
   return parseJsonObject(buf, POLICY_PARSE_MAX);

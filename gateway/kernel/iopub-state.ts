@@ -5,9 +5,9 @@
  * idle pass even a full window: clients wait for them).
  */
 import type { RawMessage } from '../../protocol/index.js';
-import { peekParent } from '../channels/parent-peek.js';
+import { peekExecutionState, peekParent } from '../channels/parent-peek.js';
 import type { Executions } from './executions.js';
-import { parsePolicyJson } from './executions.js';
+import { POLICY_PARSE_MAX } from './executions.js';
 import { IopubRateLimit } from './iopub-rate-limit.js';
 import { MAX_PENDING, UNTRACKED, type ExecutionState } from './kernel-model.js';
 
@@ -75,7 +75,8 @@ export class IopubState {
     } = peekParent(raw.parentHeader);
 
     const tracked = parentType === undefined || !UNTRACKED.has(parentType);
-    const state = type === 'status' ? parsePolicyJson(raw.content).execution_state : undefined;
+    // Most status contents are one of a few exact byte strings: recognised without a parse.
+    const state = type === 'status' ? peekExecutionState(raw.content, POLICY_PARSE_MAX) : undefined;
     if (type === 'status') {
       // Control requests (interrupt, shutdown, debug) and probes get busy/idle from the control
       // thread while an execution runs: they must not flip the kernel to idle (as in Jupyter Server).

@@ -64,7 +64,7 @@ export async function waitForKernel(sandbox: Sandbox, timeoutMs: number): Promis
     (frames) => {
       try {
         if (
-          decodeZmq(frames, 'shell', signer, undefined, decodeLimits(PROBE_LIMITS)).raw.header
+          decodeZmq(frames, 'shell', signer, decodeLimits(PROBE_LIMITS)).raw.header
             .msg_type === 'kernel_info_reply'
         )
           onReply?.();
