@@ -15,6 +15,7 @@ import { createAgentApi } from './http/agent-api.js';
 import { AgentExecutor } from './agent/agent-execution.js';
 import { createChatApi } from './http/chat-api.js';
 import type { GatewayConfig } from './base/config.js';
+import { GatewayError } from './base/errors.js';
 import { createConsoleApi } from './http/console-api.js';
 import { createConsoleRoute } from './http/console-route.js';
 import { Culler } from './kernel/culler.js';
@@ -22,6 +23,7 @@ import { dockerEngineInfo } from './runtime/docker-engine-info.js';
 import { DockerRuntime } from './runtime/docker-runtime.js';
 import { EgressProxies } from './runtime/egress-proxy.js';
 import { createHttpApi } from './http/http-api.js';
+import { sendJsonError } from './http/json-errors.js';
 import { KernelRegistry } from './kernel/kernel-registry.js';
 import { KernelSpecs } from './kernel/kernelspecs.js';
 import { createLogger, type Logger } from './base/logger.js';
@@ -227,15 +229,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
     try {
       new URL(req.url ?? '/', 'http://gateway');
     } catch {
-      const body = JSON.stringify({
-        reason: 'Bad Request',
-        message: 'the request target is not a valid URL',
-      });
-      res.writeHead(400, {
-        'Content-Type': 'application/json',
-        'Content-Length': Buffer.byteLength(body),
-      });
-      res.end(body);
+      sendJsonError(res, new GatewayError('BAD_REQUEST', 'the request target is not a valid URL'));
       return;
     }
     app(req, res);

@@ -15,7 +15,8 @@ import {
   type ExecutionDocument,
 } from '../agent/agent-execution.js';
 import type { GatewayConfig } from '../base/config.js';
-import { asGatewayError, GatewayError, httpStatusOf } from '../base/errors.js';
+import { asGatewayError, GatewayError } from '../base/errors.js';
+import { jsonErrorBody } from './json-errors.js';
 import { kernelEnvFrom } from '../kernel/kernel-env.js';
 import type { KernelRegistry } from '../kernel/kernel-registry.js';
 import type { Logger } from '../base/logger.js';
@@ -188,7 +189,7 @@ export function createAgentApi(deps: AgentApiDeps): express.Router {
         const ge = asGatewayError(err);
         if (ge.code === 'INTERNAL') logger.error({ err }, 'agent execution failed');
         // Headers are gone: the failure is the last event.
-        stream.send('failed', { reason: httpStatusOf(ge.code).reason, message: ge.message });
+        stream.send('failed', jsonErrorBody(ge));
       }
     } finally {
       await finalize();

@@ -6,7 +6,8 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { isAuthorized } from './auth.js';
 import type { GatewayConfig } from '../base/config.js';
-import { asGatewayError, GatewayError, httpStatusOf } from '../base/errors.js';
+import { asGatewayError, GatewayError } from '../base/errors.js';
+import { sendJsonError as sendError } from './json-errors.js';
 import type { KernelRegistry } from '../kernel/kernel-registry.js';
 import type { KernelSpecs } from '../kernel/kernelspecs.js';
 import type { Logger } from '../base/logger.js';
@@ -34,11 +35,6 @@ export interface HttpApiDeps {
   consolePage?: express.Router;
   /** What the console reads beyond the security API (events, stats), behind the token. */
   consoleApi?: express.Router;
-}
-
-function sendError(res: Response, err: GatewayError): void {
-  const { status, reason } = httpStatusOf(err.code);
-  res.status(status).json({ reason, message: err.message });
 }
 
 function bodyOf(req: Request): Record<string, unknown> {
