@@ -15,6 +15,7 @@ import { ChatLoop, createModelClient, TurnAborted, type ChatAnswer } from '../ag
 import type { GatewayConfig } from '../base/config.js';
 import { asGatewayError, GatewayError } from '../base/errors.js';
 import { jsonErrorBody, sendJsonError } from './json-errors.js';
+import { parseBody } from './request-body.js';
 import type { KernelRegistry } from '../kernel/kernel-registry.js';
 import type { Logger } from '../base/logger.js';
 import type { WorkspaceFiles } from '../agent/workspace-files.js';
@@ -52,17 +53,6 @@ const ChatBody = z
   .refine((b) => (b.message === undefined) !== (b.messages === undefined), {
     error: 'send either "message" (one user message) or "messages" (a list), not both',
   });
-
-function parseBody(body: unknown): z.infer<typeof ChatBody> {
-  const parsed = ChatBody.safeParse(body ?? {});
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) =>
-      i.path.length > 0 ? `${i.path.join('.')}: ${i.message}` : i.message,
-    );
-    throw new GatewayError('BAD_REQUEST', `invalid chat request: ${problems.join('; ')}`);
-  }
-  return parsed.data;
-}
 
 /** The API key, read once at start; never logged, never handed to a sandbox. */
 function readApiKey(file: string, logger: Logger): string | undefined {
@@ -147,7 +137,7 @@ export function createChatApi(deps: ChatApiDeps): ChatApi {
   }
 
   router.post('/api/chat', json, async (req, res) => {
-    const body = parseBody(req.body);
+    const body = parseBody(ChatBody, req.body, 'chat');
     let c: Conversation;
     let created = false;
     if (body.conversation_id !== undefined) {
