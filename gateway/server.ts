@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import Docker from 'dockerode';
 import { readAppArmorHostFacts } from '../security/apparmor.js';
 import { compileEgressPolicy } from '../security/egress-policy.js';
+import { loadNetworkPolicy, sandboxNetworkOf } from '../security/network-policy.js';
 import { DEFAULT_LIMITS, SANDBOX_UID_COUNT, type SandboxPolicy } from '../security/policy.js';
 import { createAgentApi } from './http/agent-api.js';
 import { AgentExecutor } from './agent/agent-execution.js';
@@ -58,7 +59,10 @@ export interface Gateway {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-/** The sandbox policy the configuration asks for. */
+/**
+ * The sandbox policy the configuration asks for; the network settings come from
+ * security/network-policy.json (an invalid or missing file stops the start: fail closed).
+ */
 export function policyFrom(config: GatewayConfig): SandboxPolicy {
   return {
     limits: {
@@ -70,6 +74,7 @@ export function policyFrom(config: GatewayConfig): SandboxPolicy {
       tmpSizeBytes: config.tmpSizeBytes,
       workspaceSizeBytes: config.workspaceSizeBytes,
     },
+    network: sandboxNetworkOf(loadNetworkPolicy()),
     seccomp: config.seccomp,
     appArmorProfile: 'aido-kernel',
     noNewPrivileges: true,

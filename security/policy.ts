@@ -27,10 +27,24 @@ export interface SandboxLimits {
   workspaceSizeBytes: number;
 }
 
+/**
+ * How a sandbox is networked, as `security/network-policy.json` says (the gateway loads the file at
+ * start with network-policy.ts, fail closed, and hands this over; the k8s generator reads the same
+ * file).
+ */
+export interface SandboxNetwork {
+  /** Docker's `NetworkMode`: `none`, a loopback interface only. */
+  mode: 'none';
+  /** The one resolver in the sandbox's resolv.conf: its own loopback, where nothing answers. */
+  dnsResolver: string;
+}
+
 /** The hardening switches and limits of a sandbox. */
 export interface SandboxPolicy {
   /** Resource limits. */
   limits: SandboxLimits;
+  /** Network mode and resolver (from the network policy file). */
+  network: SandboxNetwork;
   /**
    * Apply our seccomp allow-list (`security/seccomp-profile.json`). When false, Docker's built-in
    * default profile applies instead: the sandbox is never `seccomp=unconfined`.
@@ -214,9 +228,16 @@ export const DEFAULT_LIMITS: SandboxLimits = Object.freeze({
   workspaceSizeBytes: 100 * MiB,
 });
 
+/** What the committed network-policy.json says (a unit test checks that they agree). */
+export const DEFAULT_NETWORK: SandboxNetwork = Object.freeze({
+  mode: 'none',
+  dnsResolver: '127.0.0.1',
+});
+
 /** The default policy: every control on, our seccomp profile, AppArmor where the host has it. */
 export const DEFAULT_POLICY: SandboxPolicy = Object.freeze({
   limits: DEFAULT_LIMITS,
+  network: DEFAULT_NETWORK,
   seccomp: true,
   appArmorProfile: 'aido-kernel',
   noNewPrivileges: true,
@@ -379,7 +400,7 @@ export function buildContainerSpec(input: SandboxSpecInput): ContainerCreateOpti
 
   // CgroupnsMode is accepted by the Engine API (1.41+) but missing from @types/dockerode.
   const hostConfig: HostConfig & { CgroupnsMode: 'private' } = {
-    NetworkMode: 'none',
+    NetworkMode: policy.network.mode,
     ReadonlyRootfs: policy.readOnlyRootfs,
     CapDrop: ['ALL'],
     SecurityOpt: securityOpt,
@@ -424,7 +445,7 @@ export function buildContainerSpec(input: SandboxSpecInput): ContainerCreateOpti
     RestartPolicy: { Name: 'no' },
     // Docker copies the host's resolv.conf even with network none; point it at nothing, and "."
     // clears the search domains (an empty list would copy the host's).
-    Dns: ['127.0.0.1'],
+    Dns: [policy.network.dnsResolver],
     DnsSearch: ['.'],
     Devices: [],
     OomKillDisable: false,

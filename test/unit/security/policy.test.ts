@@ -4,6 +4,7 @@ import { expect } from 'chai';
 import { SECCOMP_PROFILE_PATH } from '../../../security/generate-seccomp.js';
 import {
   DEFAULT_LIMITS,
+  DEFAULT_NETWORK,
   DEFAULT_POLICY,
   KERNEL_DIR_IN_CONTAINER,
   SandboxPolicyError,
@@ -326,6 +327,7 @@ describe('security/policy', () => {
     it('names every control turned off and every limit loosened', () => {
       const p: SandboxPolicy = {
         limits: { ...DEFAULT_LIMITS, memoryBytes: 2048 * MiB, pids: 500 },
+        network: DEFAULT_NETWORK,
         seccomp: false,
         appArmorProfile: null,
         noNewPrivileges: false,
