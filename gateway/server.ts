@@ -69,6 +69,7 @@ export function policyFrom(config: GatewayConfig): SandboxPolicy {
       ...DEFAULT_LIMITS,
       memoryBytes: config.memoryBytes,
       cpus: config.cpus,
+      cpuShares: config.cpuShares,
       pids: config.pids,
       nofile: config.nofile,
       tmpSizeBytes: config.tmpSizeBytes,

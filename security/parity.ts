@@ -188,6 +188,14 @@ export const PARITY_CONTROLS: readonly ParityControl[] = [
     ],
   },
   {
+    id: 'cpu-weight',
+    control: 'CPU weight under contention, below the gateway (busy sandboxes wait for it)',
+    docker: [['HostConfig', 'CpuShares']],
+    // The kubelet derives a pod's weight from its CPU request (cpu.shares = millicores * 1024 /
+    // 1000); requests equal limits (Guaranteed QoS), so the weight follows the CPU limit.
+    pod: [[...C, 'resources', 'requests', 'cpu']],
+  },
+  {
     id: 'pids',
     control: 'processes and threads',
     docker: [['HostConfig', 'PidsLimit']],

@@ -17,6 +17,12 @@ export interface SandboxLimits {
   memoryBytes: number;
   /** CPU cores (fractional), enforced as CFS quota (`NanoCpus`). */
   cpus: number;
+  /**
+   * CPU weight under contention (`CpuShares`; Docker's default is 1024, cgroup v2 maps it to
+   * cpu.weight = 1 + (shares - 2) * 9999 / 262142, so 256 is weight 10 against a default of 100).
+   * Below the gateway's so that busy sandboxes queue behind the gateway, not the other way round.
+   */
+  cpuShares: number;
   /** Processes and threads in the container (`pids.max`). */
   pids: number;
   /** Open files per process (`RLIMIT_NOFILE`, soft = hard). */
@@ -222,6 +228,7 @@ const MiB = 1024 * 1024;
 export const DEFAULT_LIMITS: SandboxLimits = Object.freeze({
   memoryBytes: 512 * MiB,
   cpus: 0.5,
+  cpuShares: 256,
   pids: 50,
   nofile: 1024,
   tmpSizeBytes: 64 * MiB,
@@ -288,6 +295,9 @@ export function validateLimits(limits: SandboxLimits): string[] {
   } else if (Math.round(limits.cpus * 1e9) < 1e7) {
     problems.push(`cpus must be at least 0.01 (got ${limits.cpus})`);
   }
+  // The kernel's range for cpu.shares.
+  if (!Number.isInteger(limits.cpuShares) || limits.cpuShares < 2 || limits.cpuShares > 262144)
+    problems.push(`cpuShares must be an integer in 2..262144 (got ${limits.cpuShares})`);
   if (problems.length > 0) return problems;
   if (limits.memoryBytes < DOCKER_MIN_MEMORY) {
     problems.push(
@@ -408,6 +418,7 @@ export function buildContainerSpec(input: SandboxSpecInput): ContainerCreateOpti
     // Equal to Memory: no swap on top of the limit.
     MemorySwap: limits.memoryBytes,
     NanoCpus: Math.round(limits.cpus * 1e9),
+    CpuShares: limits.cpuShares,
     PidsLimit: limits.pids,
     Ulimits: [{ Name: 'nofile', Soft: limits.nofile, Hard: limits.nofile }],
     Tmpfs: {
@@ -535,6 +546,7 @@ export function describeDisabledControls(policy: SandboxPolicy): string[] {
   };
   looser('memoryBytes', 'memory limit');
   looser('cpus', 'CPU limit');
+  looser('cpuShares', 'CPU weight');
   looser('pids', 'pids limit');
   looser('nofile', 'open files limit');
   looser('tmpSizeBytes', '/tmp size');

@@ -87,6 +87,7 @@ const GOLDEN = {
     Memory: 536870912,
     MemorySwap: 536870912,
     NanoCpus: 500000000,
+    CpuShares: 256,
     PidsLimit: 50,
     Ulimits: [{ Name: 'nofile', Soft: 1024, Hard: 1024 }],
     Tmpfs: {
@@ -206,6 +207,7 @@ describe('security/policy', () => {
       const limits = {
         memoryBytes: 1024 * MiB,
         cpus: 1.25,
+        cpuShares: 512,
         pids: 200,
         nofile: 4096,
         tmpSizeBytes: 10 * MiB,
@@ -216,6 +218,7 @@ describe('security/policy', () => {
       expect(hc.MemorySwap).to.equal(1073741824);
       expect(hc).to.not.have.property('MemorySwappiness');
       expect(hc.NanoCpus).to.equal(1250000000);
+      expect(hc.CpuShares).to.equal(512);
       expect(hc.PidsLimit).to.equal(200);
       expect(hc.Ulimits).to.deep.equal([{ Name: 'nofile', Soft: 4096, Hard: 4096 }]);
       expect(hc.Tmpfs).to.deep.equal({
@@ -310,6 +313,7 @@ describe('security/policy', () => {
       expect(DEFAULT_LIMITS).to.deep.equal({
         memoryBytes: 512 * MiB,
         cpus: 0.5,
+        cpuShares: 256,
         pids: 50,
         nofile: 1024,
         tmpSizeBytes: 64 * MiB,
