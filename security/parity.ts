@@ -457,7 +457,7 @@ export function formatPath(path: SpecPath): string {
  * A value for a table cell: compact JSON, the seccomp profile's text and the connection file
  * named rather than shown.
  */
-export function formatValue(value: unknown): string {
+function formatValue(value: unknown): string {
   const text = JSON.stringify(value, (_k, v: unknown) => {
     if (typeof v !== 'string') return v;
     if (v.startsWith('seccomp={')) return 'seccomp=<text of security/seccomp-profile.json>';

@@ -121,10 +121,10 @@ export const EGRESS_RELAY_PORT = 3128;
 export const EGRESS_SOCKET_NAME = 'egress.sock';
 
 /** Where pip installs (PYTHONUSERBASE): a per-sandbox tmpfs that allows exec (compiled wheels). */
-export const PKGS_DIR = '/pkgs';
+const PKGS_DIR = '/pkgs';
 
 /** The egress relay shipped in the kernel image (kernel-image/files/), started by the launcher. */
-export const EGRESS_RELAY_PATH = '/usr/local/lib/aido/egress-relay.py';
+const EGRESS_RELAY_PATH = '/usr/local/lib/aido/egress-relay.py';
 
 /** Where the per-kernel directory (connection file, ipc sockets) appears inside the sandbox. */
 export const KERNEL_DIR_IN_CONTAINER = '/run/kernel';
@@ -133,7 +133,7 @@ export const KERNEL_DIR_IN_CONTAINER = '/run/kernel';
 export const SHM_SIZE_BYTES = 4 * 1024 * 1024;
 
 /** The paths Docker makes read-only by default; a ReadonlyPaths list replaces them, so it repeats them. */
-export const DOCKER_DEFAULT_READONLY_PATHS: readonly string[] = Object.freeze([
+const DOCKER_DEFAULT_READONLY_PATHS: readonly string[] = Object.freeze([
   '/proc/bus',
   '/proc/fs',
   '/proc/irq',
@@ -163,7 +163,7 @@ export const CONNECTION_ENV = 'AIDO_CONNECTION';
 export const WORKSPACE_DIR = '/workspace';
 
 /** The flag after {@link KERNEL_COMMAND} that makes the launcher start the egress relay first. */
-export const EGRESS_LAUNCH_FLAG = '--egress';
+const EGRESS_LAUNCH_FLAG = '--egress';
 
 /**
  * Fixed launcher: moves the connection file from the environment into the kernel directory (never
@@ -191,7 +191,7 @@ const LAUNCHER = [
 export const KERNEL_COMMAND: readonly string[] = ['python3', '-c', LAUNCHER];
 
 /** The kernel command with egress on: the same launcher, told to start the relay first. */
-export const EGRESS_KERNEL_COMMAND: readonly string[] = [...KERNEL_COMMAND, EGRESS_LAUNCH_FLAG];
+const EGRESS_KERNEL_COMMAND: readonly string[] = [...KERNEL_COMMAND, EGRESS_LAUNCH_FLAG];
 
 /** The ipc socket names ipykernel binds in the kernel directory (`<ip>-<port>`, ip `k`). */
 export const KERNEL_SOCKETS: readonly string[] = Object.freeze(['k-1', 'k-2', 'k-3', 'k-4', 'k-5']);
@@ -501,7 +501,7 @@ export function buildContainerSpec(input: SandboxSpecInput): ContainerCreateOpti
  * guards Debian's own site-packages, which are read-only here anyway). No secrets: the relay and
  * the proxy need none, the socket's place is the credential.
  */
-export function egressEnv(): Record<string, string> {
+function egressEnv(): Record<string, string> {
   const proxy = `http://127.0.0.1:${EGRESS_RELAY_PORT}`;
   return {
     HTTP_PROXY: proxy,

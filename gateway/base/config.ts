@@ -27,7 +27,7 @@ interface Entry<T> {
 }
 
 /** Shortest token accepted: a guessable token is no gate. */
-export const MIN_TOKEN_LENGTH = 16;
+const MIN_TOKEN_LENGTH = 16;
 
 function int(min: number, max: number): Parser<number> {
   return (raw) => {

@@ -44,7 +44,7 @@ export interface ConsoleDirs {
  * Finds console/index.html upward from this module (works from gateway/ and dist/gateway/);
  * null when the console's files are not installed (the API works without them).
  */
-export function findConsoleDirs(): ConsoleDirs | null {
+function findConsoleDirs(): ConsoleDirs | null {
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 5; i++) {
     if (existsSync(path.join(dir, 'console', 'index.html')))

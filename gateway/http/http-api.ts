@@ -17,7 +17,7 @@ import type { SecurityService } from './security-service.js';
 import { NOT_AN_OBJECT, parseBody } from './request-body.js';
 import { SessionCreateBody, SessionPatchBody, type SessionStore } from './sessions.js';
 
-export const API_VERSION = '2.12.0';
+const API_VERSION = '2.12.0';
 
 export interface HttpApiDeps {
   config: GatewayConfig;
