@@ -545,6 +545,7 @@ export class DockerRuntime implements KernelRuntime {
           memoryBytes: h.Memory || null,
           memoryAndSwapBytes: h.MemorySwap || null,
           cpus: h.NanoCpus ? h.NanoCpus / 1e9 : null,
+          cpuShares: h.CpuShares || null,
           pids: h.PidsLimit || null,
           openFiles: nofileOf(h.Ulimits),
           readOnlyRootfs: h.ReadonlyRootfs === true,
