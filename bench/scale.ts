@@ -10,8 +10,12 @@
  *      20 other kernels execute `sum(range(10000))` in a loop; p50/p99 of both.
  *   4. Deletes every kernel (and the gateway's stop removes anything left).
  * Usage: npx tsx bench/scale.ts   (BENCH_SCALE=50|100, BENCH_SCALE_CONCURRENCY default 4)
+ *   BENCH_GATEWAY_CGROUP=/sys/fs/cgroup/cpu/docker/aido-bench-gw (cgroup v1, root) moves the gateway
+ *   process into that cgroup (created if missing), beside the sandboxes' cgroups, as when the
+ *   gateway runs as a container itself (docker-compose.secure.yml): there the sandboxes' CpuShares
+ *   (AIDO_CPU_SHARES) weigh against the gateway's; in the host's root cgroup they do not.
  */
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { freemem } from 'node:os';
 import Docker from 'dockerode';
 import { BENCH_IMAGE, startGatewayProcess, type GatewayProcess } from './gateway-process.js';
@@ -197,6 +201,12 @@ async function main(): Promise<void> {
 
   progress('starting the gateway (AIDO_MAX_KERNELS=120, AIDO_POOL_SIZE=0)');
   const gw = await startGatewayProcess({ AIDO_MAX_KERNELS: '120', AIDO_POOL_SIZE: '0' });
+  const cgroup = process.env.BENCH_GATEWAY_CGROUP;
+  if (cgroup) {
+    mkdirSync(cgroup, { recursive: true });
+    writeFileSync(`${cgroup}/cgroup.procs`, String(gw.pid));
+    progress(`the gateway (pid ${gw.pid}) runs in ${cgroup}`);
+  }
   const clients: KernelWs[] = [];
   let ids: string[] = [];
   const checkpoints: Checkpoint[] = [];
@@ -350,6 +360,8 @@ async function main(): Promise<void> {
       );
     }
     await gw.stop();
+    // Empty once the gateway is gone; a cgroup with tasks left is not removed.
+    if (cgroup) rmdirSync(cgroup);
   }
 }
 

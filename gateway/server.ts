@@ -10,11 +10,13 @@ import type { AddressInfo } from 'node:net';
 import Docker from 'dockerode';
 import { readAppArmorHostFacts } from '../security/apparmor.js';
 import { compileEgressPolicy } from '../security/egress-policy.js';
+import { loadNetworkPolicy, sandboxNetworkOf } from '../security/network-policy.js';
 import { DEFAULT_LIMITS, SANDBOX_UID_COUNT, type SandboxPolicy } from '../security/policy.js';
 import { createAgentApi } from './http/agent-api.js';
 import { AgentExecutor } from './agent/agent-execution.js';
 import { createChatApi } from './http/chat-api.js';
 import type { GatewayConfig } from './base/config.js';
+import { GatewayError } from './base/errors.js';
 import { createConsoleApi } from './http/console-api.js';
 import { createConsoleRoute } from './http/console-route.js';
 import { Culler } from './kernel/culler.js';
@@ -22,6 +24,7 @@ import { dockerEngineInfo } from './runtime/docker-engine-info.js';
 import { DockerRuntime } from './runtime/docker-runtime.js';
 import { EgressProxies } from './runtime/egress-proxy.js';
 import { createHttpApi } from './http/http-api.js';
+import { sendJsonError } from './http/json-errors.js';
 import { KernelRegistry } from './kernel/kernel-registry.js';
 import { KernelSpecs } from './kernel/kernelspecs.js';
 import { createLogger, type Logger } from './base/logger.js';
@@ -56,18 +59,23 @@ export interface Gateway {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-/** The sandbox policy the configuration asks for. */
+/**
+ * The sandbox policy the configuration asks for; the network settings come from
+ * security/network-policy.json (an invalid or missing file stops the start: fail closed).
+ */
 export function policyFrom(config: GatewayConfig): SandboxPolicy {
   return {
     limits: {
       ...DEFAULT_LIMITS,
       memoryBytes: config.memoryBytes,
       cpus: config.cpus,
+      cpuShares: config.cpuShares,
       pids: config.pids,
       nofile: config.nofile,
       tmpSizeBytes: config.tmpSizeBytes,
       workspaceSizeBytes: config.workspaceSizeBytes,
     },
+    network: sandboxNetworkOf(loadNetworkPolicy()),
     seccomp: config.seccomp,
     appArmorProfile: 'aido-kernel',
     noNewPrivileges: true,
@@ -227,15 +235,7 @@ export function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Ga
     try {
       new URL(req.url ?? '/', 'http://gateway');
     } catch {
-      const body = JSON.stringify({
-        reason: 'Bad Request',
-        message: 'the request target is not a valid URL',
-      });
-      res.writeHead(400, {
-        'Content-Type': 'application/json',
-        'Content-Length': Buffer.byteLength(body),
-      });
-      res.end(body);
+      sendJsonError(res, new GatewayError('BAD_REQUEST', 'the request target is not a valid URL'));
       return;
     }
     app(req, res);

@@ -18,10 +18,10 @@ export const APPARMOR_PROFILE_PATH = fileURLToPath(
 );
 
 /** The kernel's switch: `Y` when the AppArmor LSM is enabled. */
-export const APPARMOR_ENABLED_FILE = '/sys/module/apparmor/parameters/enabled';
+const APPARMOR_ENABLED_FILE = '/sys/module/apparmor/parameters/enabled';
 
 /** The kernel's list of loaded profiles, one `name (mode)` per line. */
-export const APPARMOR_PROFILES_FILE = '/sys/kernel/security/apparmor/profiles';
+const APPARMOR_PROFILES_FILE = '/sys/kernel/security/apparmor/profiles';
 
 function readOrNull(file: string): string | null {
   try {

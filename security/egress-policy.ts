@@ -85,7 +85,7 @@ function isHostName(host: string): boolean {
 }
 
 /** Normalizes a host as written in a URL or authority; `undefined` when it is not a host. */
-export function normalizeHost(raw: string): { host: string; literal: boolean } | undefined {
+function normalizeHost(raw: string): { host: string; literal: boolean } | undefined {
   let host = raw.toLowerCase();
   if (host.startsWith('[') && host.endsWith(']')) {
     const inner = host.slice(1, -1);
@@ -125,7 +125,7 @@ function splitHostPort(s: string): { host: string; port: string | undefined } {
  * Parses one token of the allow-list into entries (a preset gives several).
  * @throws {@link EgressPolicyError} naming the token.
  */
-export function parseEgressEntry(token: string): EgressEntry[] {
+function parseEgressEntry(token: string): EgressEntry[] {
   const t = token.trim().toLowerCase();
   const preset = Object.hasOwn(EGRESS_PRESETS, t) ? EGRESS_PRESETS[t] : undefined;
   if (preset) return preset.map((host) => ({ host, port: null, literal: false }));
@@ -179,7 +179,7 @@ export function describeEgressPolicy(policy: EgressPolicy): string[] {
 }
 
 /** The text every refusal starts with: it names the policy, so pip's messages say who refused. */
-export function egressRefusal(what: string, detail: string): string {
+function egressRefusal(what: string, detail: string): string {
   return `egress to ${what} is not allowed by the gateway's policy: ${detail}`;
 }
 

@@ -100,7 +100,7 @@ export function renderParityDoc(): string {
 }
 
 /** Writes every generated file; returns their paths. */
-export function writeAll(): string[] {
+function writeAll(): string[] {
   const written: string[] = [];
   for (const file of committedManifests()) {
     const target = path.join(DEPLOY_DIR, file.path);

@@ -102,10 +102,10 @@ export const NETWORK_POLICY_NAMES: readonly string[] = [DEFAULT_DENY, FROM_GATEW
 export const SECCOMP_PROFILE_FILE = `/var/lib/kubelet/seccomp/${SECCOMP_LOCALHOST_PROFILE}`;
 
 /** The gateway's ServiceAccount (in {@link GATEWAY_NAMESPACE}). */
-export const GATEWAY_SERVICE_ACCOUNT = 'aido-kernel-gateway';
+const GATEWAY_SERVICE_ACCOUNT = 'aido-kernel-gateway';
 
 /** The gateway image a cluster runs (built from this repository; see docs/scaling.md). */
-export const GATEWAY_IMAGE = 'aido-kernel-gateway:0.1.0';
+const GATEWAY_IMAGE = 'aido-kernel-gateway:0.1.0';
 
 /** The kernel image (kernel-image/build.sh), pushed to a registry the nodes can pull from. */
 export const KERNEL_IMAGE = 'aido-kernel:latest';

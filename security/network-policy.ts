@@ -3,8 +3,10 @@
  * the sandbox's only way out is the gateway's egress proxy (`gateway/runtime/egress-proxy.ts`), reached
  * through a unix socket in the kernel directory, which allows only the allow-list
  * (`security/egress-policy.ts`). This module loads the file, validates it with zod (fail closed:
- * an unknown key or a value we cannot enforce is an error), and says which Docker network mode
- * enforces it.
+ * an unknown key or a value we cannot enforce is an error), and turns it into the sandbox's network
+ * settings: the gateway loads it at start (gateway/server.ts policyFrom) and buildContainerSpec
+ * writes its mode and resolver into every HostConfig; the k8s generator builds the
+ * NetworkPolicies from the same file.
  *
  * @packageDocumentation
  */
@@ -12,6 +14,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { compileEgressPolicy } from './egress-policy.js';
+import type { SandboxNetwork } from './policy.js';
 
 const deny = z.literal('deny');
 
@@ -117,4 +120,9 @@ export function loadNetworkPolicy(file: string = defaultNetworkPolicyPath()): Ne
  */
 export function dockerNetworkModeFor(policy: NetworkPolicy): 'none' {
   return policy.mode;
+}
+
+/** What of the policy goes into every sandbox's HostConfig (buildContainerSpec). */
+export function sandboxNetworkOf(policy: NetworkPolicy): SandboxNetwork {
+  return { mode: dockerNetworkModeFor(policy), dnsResolver: policy.dns.resolver };
 }

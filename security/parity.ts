@@ -188,6 +188,14 @@ export const PARITY_CONTROLS: readonly ParityControl[] = [
     ],
   },
   {
+    id: 'cpu-weight',
+    control: 'CPU weight under contention, below the gateway (busy sandboxes wait for it)',
+    docker: [['HostConfig', 'CpuShares']],
+    // The kubelet derives a pod's weight from its CPU request (cpu.shares = millicores * 1024 /
+    // 1000); requests equal limits (Guaranteed QoS), so the weight follows the CPU limit.
+    pod: [[...C, 'resources', 'requests', 'cpu']],
+  },
+  {
     id: 'pids',
     control: 'processes and threads',
     docker: [['HostConfig', 'PidsLimit']],
@@ -449,7 +457,7 @@ export function formatPath(path: SpecPath): string {
  * A value for a table cell: compact JSON, the seccomp profile's text and the connection file
  * named rather than shown.
  */
-export function formatValue(value: unknown): string {
+function formatValue(value: unknown): string {
   const text = JSON.stringify(value, (_k, v: unknown) => {
     if (typeof v !== 'string') return v;
     if (v.startsWith('seccomp={')) return 'seccomp=<text of security/seccomp-profile.json>';

@@ -86,7 +86,7 @@ export const KERNEL_TCP_PORTS: ZmqPorts = Object.freeze({
 });
 
 /** The resolver a sandbox is given: nothing answers there, so no name resolves (Docker: `Dns`). */
-export const SANDBOX_DNS_RESOLVER = '127.0.0.1';
+const SANDBOX_DNS_RESOLVER = '127.0.0.1';
 
 /** The kernel container's name in the pod. */
 export const KERNEL_CONTAINER_NAME = 'kernel';
@@ -108,7 +108,7 @@ const GREP = '/usr/bin/grep';
  * because, like Docker's health status, nothing acts on it: no Service selects kernel pods, and a
  * liveness probe would kill the kernel, which Docker never does.
  */
-export function kernelReadinessProbe(): Probe {
+function kernelReadinessProbe(): Probe {
   const port = KERNEL_TCP_PORTS.shell.toString(16).toUpperCase().padStart(4, '0');
   // A listening socket on every IPv4 address: local 0.0.0.0:<port>, remote 0.0.0.0:0, state 0A.
   const listening = ` 00000000:${port} 00000000:0000 0A `;

@@ -17,6 +17,12 @@ export interface SandboxLimits {
   memoryBytes: number;
   /** CPU cores (fractional), enforced as CFS quota (`NanoCpus`). */
   cpus: number;
+  /**
+   * CPU weight under contention (`CpuShares`; Docker's default is 1024, cgroup v2 maps it to
+   * cpu.weight = 1 + (shares - 2) * 9999 / 262142, so 256 is weight 10 against a default of 100).
+   * Below the gateway's so that busy sandboxes queue behind the gateway, not the other way round.
+   */
+  cpuShares: number;
   /** Processes and threads in the container (`pids.max`). */
   pids: number;
   /** Open files per process (`RLIMIT_NOFILE`, soft = hard). */
@@ -27,10 +33,24 @@ export interface SandboxLimits {
   workspaceSizeBytes: number;
 }
 
+/**
+ * How a sandbox is networked, as `security/network-policy.json` says (the gateway loads the file at
+ * start with network-policy.ts, fail closed, and hands this over; the k8s generator reads the same
+ * file).
+ */
+export interface SandboxNetwork {
+  /** Docker's `NetworkMode`: `none`, a loopback interface only. */
+  mode: 'none';
+  /** The one resolver in the sandbox's resolv.conf: its own loopback, where nothing answers. */
+  dnsResolver: string;
+}
+
 /** The hardening switches and limits of a sandbox. */
 export interface SandboxPolicy {
   /** Resource limits. */
   limits: SandboxLimits;
+  /** Network mode and resolver (from the network policy file). */
+  network: SandboxNetwork;
   /**
    * Apply our seccomp allow-list (`security/seccomp-profile.json`). When false, Docker's built-in
    * default profile applies instead: the sandbox is never `seccomp=unconfined`.
@@ -101,10 +121,10 @@ export const EGRESS_RELAY_PORT = 3128;
 export const EGRESS_SOCKET_NAME = 'egress.sock';
 
 /** Where pip installs (PYTHONUSERBASE): a per-sandbox tmpfs that allows exec (compiled wheels). */
-export const PKGS_DIR = '/pkgs';
+const PKGS_DIR = '/pkgs';
 
 /** The egress relay shipped in the kernel image (kernel-image/files/), started by the launcher. */
-export const EGRESS_RELAY_PATH = '/usr/local/lib/aido/egress-relay.py';
+const EGRESS_RELAY_PATH = '/usr/local/lib/aido/egress-relay.py';
 
 /** Where the per-kernel directory (connection file, ipc sockets) appears inside the sandbox. */
 export const KERNEL_DIR_IN_CONTAINER = '/run/kernel';
@@ -113,7 +133,7 @@ export const KERNEL_DIR_IN_CONTAINER = '/run/kernel';
 export const SHM_SIZE_BYTES = 4 * 1024 * 1024;
 
 /** The paths Docker makes read-only by default; a ReadonlyPaths list replaces them, so it repeats them. */
-export const DOCKER_DEFAULT_READONLY_PATHS: readonly string[] = Object.freeze([
+const DOCKER_DEFAULT_READONLY_PATHS: readonly string[] = Object.freeze([
   '/proc/bus',
   '/proc/fs',
   '/proc/irq',
@@ -143,7 +163,7 @@ export const CONNECTION_ENV = 'AIDO_CONNECTION';
 export const WORKSPACE_DIR = '/workspace';
 
 /** The flag after {@link KERNEL_COMMAND} that makes the launcher start the egress relay first. */
-export const EGRESS_LAUNCH_FLAG = '--egress';
+const EGRESS_LAUNCH_FLAG = '--egress';
 
 /**
  * Fixed launcher: moves the connection file from the environment into the kernel directory (never
@@ -171,7 +191,7 @@ const LAUNCHER = [
 export const KERNEL_COMMAND: readonly string[] = ['python3', '-c', LAUNCHER];
 
 /** The kernel command with egress on: the same launcher, told to start the relay first. */
-export const EGRESS_KERNEL_COMMAND: readonly string[] = [...KERNEL_COMMAND, EGRESS_LAUNCH_FLAG];
+const EGRESS_KERNEL_COMMAND: readonly string[] = [...KERNEL_COMMAND, EGRESS_LAUNCH_FLAG];
 
 /** The ipc socket names ipykernel binds in the kernel directory (`<ip>-<port>`, ip `k`). */
 export const KERNEL_SOCKETS: readonly string[] = Object.freeze(['k-1', 'k-2', 'k-3', 'k-4', 'k-5']);
@@ -208,15 +228,23 @@ const MiB = 1024 * 1024;
 export const DEFAULT_LIMITS: SandboxLimits = Object.freeze({
   memoryBytes: 512 * MiB,
   cpus: 0.5,
+  cpuShares: 256,
   pids: 50,
   nofile: 1024,
   tmpSizeBytes: 64 * MiB,
   workspaceSizeBytes: 100 * MiB,
 });
 
+/** What the committed network-policy.json says (a unit test checks that they agree). */
+export const DEFAULT_NETWORK: SandboxNetwork = Object.freeze({
+  mode: 'none',
+  dnsResolver: '127.0.0.1',
+});
+
 /** The default policy: every control on, our seccomp profile, AppArmor where the host has it. */
 export const DEFAULT_POLICY: SandboxPolicy = Object.freeze({
   limits: DEFAULT_LIMITS,
+  network: DEFAULT_NETWORK,
   seccomp: true,
   appArmorProfile: 'aido-kernel',
   noNewPrivileges: true,
@@ -267,6 +295,9 @@ export function validateLimits(limits: SandboxLimits): string[] {
   } else if (Math.round(limits.cpus * 1e9) < 1e7) {
     problems.push(`cpus must be at least 0.01 (got ${limits.cpus})`);
   }
+  // The kernel's range for cpu.shares.
+  if (!Number.isInteger(limits.cpuShares) || limits.cpuShares < 2 || limits.cpuShares > 262144)
+    problems.push(`cpuShares must be an integer in 2..262144 (got ${limits.cpuShares})`);
   if (problems.length > 0) return problems;
   if (limits.memoryBytes < DOCKER_MIN_MEMORY) {
     problems.push(
@@ -379,7 +410,7 @@ export function buildContainerSpec(input: SandboxSpecInput): ContainerCreateOpti
 
   // CgroupnsMode is accepted by the Engine API (1.41+) but missing from @types/dockerode.
   const hostConfig: HostConfig & { CgroupnsMode: 'private' } = {
-    NetworkMode: 'none',
+    NetworkMode: policy.network.mode,
     ReadonlyRootfs: policy.readOnlyRootfs,
     CapDrop: ['ALL'],
     SecurityOpt: securityOpt,
@@ -387,6 +418,7 @@ export function buildContainerSpec(input: SandboxSpecInput): ContainerCreateOpti
     // Equal to Memory: no swap on top of the limit.
     MemorySwap: limits.memoryBytes,
     NanoCpus: Math.round(limits.cpus * 1e9),
+    CpuShares: limits.cpuShares,
     PidsLimit: limits.pids,
     Ulimits: [{ Name: 'nofile', Soft: limits.nofile, Hard: limits.nofile }],
     Tmpfs: {
@@ -424,7 +456,7 @@ export function buildContainerSpec(input: SandboxSpecInput): ContainerCreateOpti
     RestartPolicy: { Name: 'no' },
     // Docker copies the host's resolv.conf even with network none; point it at nothing, and "."
     // clears the search domains (an empty list would copy the host's).
-    Dns: ['127.0.0.1'],
+    Dns: [policy.network.dnsResolver],
     DnsSearch: ['.'],
     Devices: [],
     OomKillDisable: false,
@@ -469,7 +501,7 @@ export function buildContainerSpec(input: SandboxSpecInput): ContainerCreateOpti
  * guards Debian's own site-packages, which are read-only here anyway). No secrets: the relay and
  * the proxy need none, the socket's place is the credential.
  */
-export function egressEnv(): Record<string, string> {
+function egressEnv(): Record<string, string> {
   const proxy = `http://127.0.0.1:${EGRESS_RELAY_PORT}`;
   return {
     HTTP_PROXY: proxy,
@@ -514,6 +546,7 @@ export function describeDisabledControls(policy: SandboxPolicy): string[] {
   };
   looser('memoryBytes', 'memory limit');
   looser('cpus', 'CPU limit');
+  looser('cpuShares', 'CPU weight');
   looser('pids', 'pids limit');
   looser('nofile', 'open files limit');
   looser('tmpSizeBytes', '/tmp size');

@@ -97,7 +97,7 @@ export const CLONE_NAMESPACE_FLAGS = 0x7e020000;
  * UNAME26 (0x20000), PER_LINUX32|UNAME26 (0x20008), and 0xffffffff, which only queries.
  * ADDR_NO_RANDOMIZE and the other flags that weaken the address space are refused.
  */
-export const ALLOWED_PERSONALITIES: readonly number[] = [0x0, 0x8, 0x20000, 0x20008, 0xffffffff];
+const ALLOWED_PERSONALITIES: readonly number[] = [0x0, 0x8, 0x20000, 0x20008, 0xffffffff];
 
 /**
  * Socket address families a process may open: AF_UNIX (1) for ZeroMQ's ipc transport and
@@ -105,7 +105,7 @@ export const ALLOWED_PERSONALITIES: readonly number[] = [0x0, 0x8, 0x20000, 0x20
  * `none` only loopback exists), AF_NETLINK (16, NETLINK_ROUTE only) for `getifaddrs`.
  * AF_PACKET, AF_ALG, AF_VSOCK, AF_BLUETOOTH, AF_KEY and the rest are refused.
  */
-export const ALLOWED_SOCKET_FAMILIES: Readonly<Record<string, number>> = {
+const ALLOWED_SOCKET_FAMILIES: Readonly<Record<string, number>> = {
   AF_UNIX: 1,
   AF_INET: 2,
   AF_INET6: 10,
@@ -131,7 +131,7 @@ export interface DeniedSyscallGroup {
  * drop anyway; the filter is the second wall, and it also shrinks the kernel code reachable from
  * the sandbox when a capability check itself has a bug.
  */
-export const DENIED_SYSCALL_GROUPS: readonly DeniedSyscallGroup[] = [
+const DENIED_SYSCALL_GROUPS: readonly DeniedSyscallGroup[] = [
   {
     names: [
       'mount',

@@ -27,7 +27,7 @@ interface Entry<T> {
 }
 
 /** Shortest token accepted: a guessable token is no gate. */
-export const MIN_TOKEN_LENGTH = 16;
+const MIN_TOKEN_LENGTH = 16;
 
 function int(min: number, max: number): Parser<number> {
   return (raw) => {
@@ -216,6 +216,13 @@ const TABLE = {
     default: 0.5,
     parse: num(0.01, 256),
     help: 'CPU cores per sandbox',
+  },
+  cpuShares: {
+    env: 'AIDO_CPU_SHARES',
+    flag: '--cpu-shares',
+    default: 256,
+    parse: int(2, 262144),
+    help: "CPU weight of a sandbox under contention (Docker CpuShares; 1024 is Docker's default): below the gateway's, so busy sandboxes wait for the gateway",
   },
   pids: {
     env: 'AIDO_PIDS_LIMIT',
@@ -688,6 +695,7 @@ export function loadConfig(
     const limits = {
       memoryBytes: cfg.memoryBytes,
       cpus: cfg.cpus,
+      cpuShares: cfg.cpuShares,
       pids: cfg.pids,
       nofile: cfg.nofile,
       tmpSizeBytes: cfg.tmpSizeBytes,

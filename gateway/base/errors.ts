@@ -1,6 +1,7 @@
 /**
  * The one error type the gateway raises. Lower layers throw it with a stable code; only the HTTP and
- * WebSocket edges map the code to a status (see {@link httpStatusOf}) or a close code.
+ * WebSocket edges map the code to a status (see {@link httpStatusOf}); close codes are in
+ * close-codes.ts.
  */
 export type GatewayErrorCode =
   | 'AUTH_REQUIRED'
@@ -88,19 +89,6 @@ export class GatewayError extends Error {
 /** HTTP status and Jupyter-style `reason` for an error code. */
 export function httpStatusOf(code: GatewayErrorCode): { status: number; reason: string } {
   return STATUS[code];
-}
-
-/** WebSocket close code for an error that ends a channels connection. */
-export function wsCloseCodeOf(code: GatewayErrorCode): number {
-  switch (code) {
-    case 'SHUTTING_DOWN':
-      return 1001;
-    case 'KERNEL_DEAD':
-    case 'KERNEL_NOT_FOUND':
-      return 1011;
-    default:
-      return 1008;
-  }
 }
 
 /** Turns anything thrown into a GatewayError, hiding internals behind INTERNAL. */

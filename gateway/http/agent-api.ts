@@ -15,7 +15,9 @@ import {
   type ExecutionDocument,
 } from '../agent/agent-execution.js';
 import type { GatewayConfig } from '../base/config.js';
-import { asGatewayError, GatewayError, httpStatusOf } from '../base/errors.js';
+import { asGatewayError, GatewayError } from '../base/errors.js';
+import { jsonErrorBody } from './json-errors.js';
+import { parseBody } from './request-body.js';
 import { kernelEnvFrom } from '../kernel/kernel-env.js';
 import type { KernelRegistry } from '../kernel/kernel-registry.js';
 import type { Logger } from '../base/logger.js';
@@ -47,14 +49,7 @@ export function parseExecuteBody(
   body: unknown,
   config: Pick<GatewayConfig, 'execTimeoutS' | 'envAllowlist'>,
 ): AgentRequest & { rawEnv: unknown } {
-  const parsed = ExecuteBody.safeParse(body ?? {});
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) =>
-      i.path.length > 0 ? `${i.path.join('.')}: ${i.message}` : i.message,
-    );
-    throw new GatewayError('BAD_REQUEST', `invalid execute request: ${problems.join('; ')}`);
-  }
-  const { code, timeout_s: timeoutS, env } = parsed.data;
+  const { code, timeout_s: timeoutS, env } = parseBody(ExecuteBody, body, 'execute');
   if (timeoutS !== undefined && config.execTimeoutS > 0 && timeoutS > config.execTimeoutS) {
     throw new GatewayError(
       'BAD_REQUEST',
@@ -188,7 +183,7 @@ export function createAgentApi(deps: AgentApiDeps): express.Router {
         const ge = asGatewayError(err);
         if (ge.code === 'INTERNAL') logger.error({ err }, 'agent execution failed');
         // Headers are gone: the failure is the last event.
-        stream.send('failed', { reason: httpStatusOf(ge.code).reason, message: ge.message });
+        stream.send('failed', jsonErrorBody(ge));
       }
     } finally {
       await finalize();

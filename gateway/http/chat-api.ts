@@ -13,7 +13,9 @@ import type { AgentExecutor } from '../agent/agent-execution.js';
 import { ConversationStore, type Conversation } from '../agent/chat-conversations.js';
 import { ChatLoop, createModelClient, TurnAborted, type ChatAnswer } from '../agent/chat-loop.js';
 import type { GatewayConfig } from '../base/config.js';
-import { asGatewayError, GatewayError, httpStatusOf } from '../base/errors.js';
+import { asGatewayError, GatewayError } from '../base/errors.js';
+import { jsonErrorBody, sendJsonError } from './json-errors.js';
+import { parseBody } from './request-body.js';
 import type { KernelRegistry } from '../kernel/kernel-registry.js';
 import type { Logger } from '../base/logger.js';
 import type { WorkspaceFiles } from '../agent/workspace-files.js';
@@ -52,17 +54,6 @@ const ChatBody = z
     error: 'send either "message" (one user message) or "messages" (a list), not both',
   });
 
-function parseBody(body: unknown): z.infer<typeof ChatBody> {
-  const parsed = ChatBody.safeParse(body ?? {});
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) =>
-      i.path.length > 0 ? `${i.path.join('.')}: ${i.message}` : i.message,
-    );
-    throw new GatewayError('BAD_REQUEST', `invalid chat request: ${problems.join('; ')}`);
-  }
-  return parsed.data;
-}
-
 /** The API key, read once at start; never logged, never handed to a sandbox. */
 function readApiKey(file: string, logger: Logger): string | undefined {
   if (file === '') return undefined;
@@ -84,14 +75,6 @@ function param(req: Request, name: string): string {
 function wantsStream(req: Request, stream: boolean | undefined): boolean {
   if (stream !== undefined) return stream;
   return req.accepts(['application/json', 'text/event-stream']) === 'text/event-stream';
-}
-
-function errorBody(err: GatewayError, conversationId?: string): Record<string, unknown> {
-  return {
-    reason: httpStatusOf(err.code).reason,
-    message: err.message,
-    ...(conversationId !== undefined ? { conversation_id: conversationId } : {}),
-  };
 }
 
 export function createChatApi(deps: ChatApiDeps): ChatApi {
@@ -154,7 +137,7 @@ export function createChatApi(deps: ChatApiDeps): ChatApi {
   }
 
   router.post('/api/chat', json, async (req, res) => {
-    const body = parseBody(req.body);
+    const body = parseBody(ChatBody, req.body, 'chat');
     let c: Conversation;
     let created = false;
     if (body.conversation_id !== undefined) {
@@ -178,7 +161,8 @@ export function createChatApi(deps: ChatApiDeps): ChatApi {
       body.message !== undefined
         ? [{ role: 'user', content: body.message }]
         : (body.messages ?? []);
-    const kept = (): string | undefined => (store.has(c.id) ? c.id : undefined);
+    // A failed turn's error names the conversation while the conversation is kept.
+    const kept = (): Record<string, unknown> => (store.has(c.id) ? { conversation_id: c.id } : {});
 
     if (!wantsStream(req, body.stream)) {
       let answer: ChatAnswer | undefined;
@@ -195,8 +179,7 @@ export function createChatApi(deps: ChatApiDeps): ChatApi {
         await settle(c, created);
       }
       if (answer) res.json(answer);
-      else if (failure)
-        res.status(httpStatusOf(failure.code).status).json(errorBody(failure, kept()));
+      else if (failure) sendJsonError(res, failure, kept());
       return;
     }
 
@@ -217,7 +200,7 @@ export function createChatApi(deps: ChatApiDeps): ChatApi {
     } finally {
       await settle(c, created);
       // Headers are gone: the failure is the last event.
-      if (failure) stream.send('error', errorBody(failure, kept()));
+      if (failure) stream.send('error', jsonErrorBody(failure, kept()));
       stream.end();
     }
   });

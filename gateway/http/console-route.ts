@@ -9,6 +9,8 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express, { type Response } from 'express';
+import { GatewayError } from '../base/errors.js';
+import { sendJsonError } from './json-errors.js';
 
 export const CONSOLE_CSP = [
   "default-src 'none'",
@@ -42,7 +44,7 @@ export interface ConsoleDirs {
  * Finds console/index.html upward from this module (works from gateway/ and dist/gateway/);
  * null when the console's files are not installed (the API works without them).
  */
-export function findConsoleDirs(): ConsoleDirs | null {
+function findConsoleDirs(): ConsoleDirs | null {
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 5; i++) {
     if (existsSync(path.join(dir, 'console', 'index.html')))
@@ -67,10 +69,13 @@ export function createConsoleRoute(dirs: ConsoleDirs | null = findConsoleDirs())
   if (!dirs) {
     router.get(/^\/console(?:\/.*)?$/, (_req, res) => {
       secure(res);
-      res.status(404).json({
-        reason: 'Not Found',
-        message: 'the security console is not installed (console/ is missing next to dist/)',
-      });
+      sendJsonError(
+        res,
+        new GatewayError(
+          'NOT_FOUND',
+          'the security console is not installed (console/ is missing next to dist/)',
+        ),
+      );
     });
     return router;
   }
@@ -80,12 +85,10 @@ export function createConsoleRoute(dirs: ConsoleDirs | null = findConsoleDirs())
     try {
       body = await readFile(file);
     } catch {
-      res.status(404).json({
-        reason: 'Not Found',
-        message: file.endsWith('.js')
-          ? 'the console is not built (run npm run build)'
-          : 'no such console file',
-      });
+      const missing = file.endsWith('.js')
+        ? 'the console is not built (run npm run build)'
+        : 'no such console file';
+      sendJsonError(res, new GatewayError('NOT_FOUND', missing));
       return;
     }
     res.setHeader('Content-Type', TYPES[path.extname(file)] ?? 'application/octet-stream');
@@ -111,7 +114,7 @@ export function createConsoleRoute(dirs: ConsoleDirs | null = findConsoleDirs())
       return;
     }
     secure(res);
-    res.status(404).json({ reason: 'Not Found', message: 'no such console file' });
+    sendJsonError(res, new GatewayError('NOT_FOUND', 'no such console file'));
   });
   return router;
 }

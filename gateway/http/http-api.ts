@@ -4,17 +4,20 @@
  * traceback.
  */
 import express, { type NextFunction, type Request, type Response } from 'express';
+import { z } from 'zod';
 import { isAuthorized } from './auth.js';
 import type { GatewayConfig } from '../base/config.js';
-import { asGatewayError, GatewayError, httpStatusOf } from '../base/errors.js';
+import { asGatewayError, GatewayError } from '../base/errors.js';
+import { sendJsonError as sendError } from './json-errors.js';
 import type { KernelRegistry } from '../kernel/kernel-registry.js';
 import type { KernelSpecs } from '../kernel/kernelspecs.js';
 import type { Logger } from '../base/logger.js';
 import type { GatewayMetrics } from '../base/metrics.js';
 import type { SecurityService } from './security-service.js';
-import type { SessionStore } from './sessions.js';
+import { NOT_AN_OBJECT, parseBody } from './request-body.js';
+import { SessionCreateBody, SessionPatchBody, type SessionStore } from './sessions.js';
 
-export const API_VERSION = '2.12.0';
+const API_VERSION = '2.12.0';
 
 export interface HttpApiDeps {
   config: GatewayConfig;
@@ -36,18 +39,19 @@ export interface HttpApiDeps {
   consoleApi?: express.Router;
 }
 
-function sendError(res: Response, err: GatewayError): void {
-  const { status, reason } = httpStatusOf(err.code);
-  res.status(status).json({ reason, message: err.message });
-}
+const KERNEL_ID = '"kernel_id" must be a UUID';
 
-function bodyOf(req: Request): Record<string, unknown> {
-  const b: unknown = req.body;
-  if (b === undefined || b === null) return {};
-  if (typeof b !== 'object' || Array.isArray(b))
-    throw new GatewayError('BAD_REQUEST', 'the request body must be a JSON object');
-  return b as Record<string, unknown>;
-}
+/** POST /api/kernels; KernelRegistry.start applies the defaults and filters env. */
+export const KernelStartBody = z.object(
+  {
+    name: z.string({ error: '"name" must be a string' }).nullish(),
+    env: z
+      .record(z.string(), z.unknown(), { error: '"env" must be an object of strings' })
+      .nullish(),
+    kernel_id: z.guid({ error: KERNEL_ID }).nullish(),
+  },
+  { error: NOT_AN_OBJECT },
+);
 
 /** The kernel a request path names (`/api/kernels/{id}...`), as a log field. */
 function kernelOfPath(p: string): { kernel?: string } {
@@ -136,12 +140,7 @@ export function createHttpApi(deps: HttpApiDeps): express.Express {
     res.json(kernels.list().map((k) => k.model()));
   });
   app.post('/api/kernels', async (req, res) => {
-    const body = bodyOf(req);
-    const kernel = await kernels.start({
-      name: body.name,
-      env: body.env,
-      kernel_id: body.kernel_id,
-    });
+    const kernel = await kernels.start(parseBody(KernelStartBody, req.body));
     res.status(201).location(`/api/kernels/${kernel.id}`).json(kernel.model());
   });
   app.get('/api/kernels/:id', (req, res) => {
@@ -166,14 +165,14 @@ export function createHttpApi(deps: HttpApiDeps): express.Express {
     res.json(sessions.list());
   });
   app.post('/api/sessions', async (req, res) => {
-    const s = await sessions.create(bodyOf(req));
+    const s = await sessions.create(parseBody(SessionCreateBody, req.body));
     res.status(201).location(`/api/sessions/${s.id}`).json(s);
   });
   app.get('/api/sessions/:id', (req, res) => {
     res.json(sessions.get(param(req, 'id')));
   });
   app.patch('/api/sessions/:id', async (req, res) => {
-    res.json(await sessions.patch(param(req, 'id'), bodyOf(req)));
+    res.json(await sessions.patch(param(req, 'id'), parseBody(SessionPatchBody, req.body)));
   });
   app.delete('/api/sessions/:id', async (req, res) => {
     await sessions.delete(param(req, 'id'));

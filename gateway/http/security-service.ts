@@ -39,6 +39,7 @@ function limitsJson(l: SandboxLimits): Record<string, unknown> {
     memory: l.memoryBytes ?? 0,
     memory_swap: l.memoryAndSwapBytes ?? 0,
     nano_cpus: l.cpus === null ? 0 : Math.round(l.cpus * 1e9),
+    cpu_shares: l.cpuShares ?? 0,
     pids_limit: l.pids,
     ulimits: l.openFiles && [{ Name: 'nofile', Soft: l.openFiles.soft, Hard: l.openFiles.hard }],
     readonly_rootfs: l.readOnlyRootfs,

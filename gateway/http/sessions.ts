@@ -1,7 +1,9 @@
 /** The /api/sessions store, in the current Jupyter shape `{id, path, name, type, kernel}`, in memory. */
 import { randomUUID } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { z } from 'zod';
 import { GatewayError } from '../base/errors.js';
+import { NOT_AN_OBJECT } from './request-body.js';
 import type { KernelModel } from '../kernel/kernel.js';
 import type { KernelRegistry } from '../kernel/kernel-registry.js';
 
@@ -21,27 +23,52 @@ interface SessionRow {
   kernelId: string;
 }
 
-function str(v: unknown, field: string, required: boolean): string | undefined {
-  if (v === undefined || v === null) {
-    if (required) throw new GatewayError('BAD_REQUEST', `"${field}" is required`);
-    return undefined;
-  }
-  if (typeof v !== 'string') throw new GatewayError('BAD_REQUEST', `"${field}" must be a string`);
-  return v;
-}
+/** An optional string field; null is absent, as Jupyter Server treats it. */
+const str = (field: string) =>
+  z
+    .string({ error: `"${field}" must be a string` })
+    .nullish()
+    .transform((v) => v ?? undefined);
 
-function kernelRef(v: unknown): { id?: string; name?: string } {
-  if (v === undefined || v === null) return {};
-  if (typeof v !== 'object' || Array.isArray(v))
-    throw new GatewayError('BAD_REQUEST', '"kernel" must be an object');
-  const o = v as Record<string, unknown>;
-  const out: { id?: string; name?: string } = {};
-  const id = str(o.id, 'kernel.id', false);
-  const name = str(o.name, 'kernel.name', false);
-  if (id !== undefined) out.id = id;
-  if (name !== undefined) out.name = name;
-  return out;
-}
+/** `kernel: {id?, name?}`: an existing kernel, or the kernelspec of a new one. */
+const KernelRef = z
+  .object(
+    { id: str('kernel.id'), name: str('kernel.name') },
+    { error: '"kernel" must be an object' },
+  )
+  .nullish()
+  .transform((v): { id?: string | undefined; name?: string | undefined } => v ?? {});
+
+const SessionFields = { name: str('name'), type: str('type'), kernel: KernelRef };
+
+/** POST /api/sessions. Legacy clients send `{notebook: {path}}` and no type. */
+export const SessionCreateBody = z
+  .object(
+    {
+      ...SessionFields,
+      path: str('path'),
+      notebook: z
+        .object({ path: str('path') }, { error: '"notebook" must be an object' })
+        .nullish(),
+    },
+    { error: NOT_AN_OBJECT },
+  )
+  .transform((b, ctx) => {
+    const path = b.path ?? b.notebook?.path;
+    const type = b.type ?? (b.notebook ? 'notebook' : undefined);
+    if (path === undefined || type === undefined) {
+      const missing = path === undefined ? 'path' : 'type';
+      ctx.issues.push({ code: 'custom', message: `"${missing}" is required`, input: b });
+      return z.NEVER;
+    }
+    return { path, type, name: b.name ?? '', kernel: b.kernel };
+  });
+
+/** PATCH /api/sessions/{id}: any of path, name, type, and a kernel to move to. */
+export const SessionPatchBody = z.object(
+  { ...SessionFields, path: str('path') },
+  { error: NOT_AN_OBJECT },
+);
 
 export class SessionStore {
   #rows = new Map<string, SessionRow>();
@@ -109,17 +136,11 @@ export class SessionStore {
     return this.#rows.get(id)?.kernelId;
   }
 
-  async create(body: Record<string, unknown>): Promise<SessionModel> {
-    // Legacy clients send {notebook: {path}}.
-    const notebook = body.notebook as Record<string, unknown> | undefined;
-    const path = str(body.path ?? notebook?.path, 'path', true) ?? '';
-    const type = str(body.type, 'type', false) ?? (notebook ? 'notebook' : undefined);
-    if (type === undefined) throw new GatewayError('BAD_REQUEST', '"type" is required');
-    const name = str(body.name, 'name', false) ?? '';
+  async create(body: z.output<typeof SessionCreateBody>): Promise<SessionModel> {
+    const { path, type, name, kernel: ref } = body;
     for (const row of this.#rows.values()) {
       if (row.path === path && this.kernels.find(row.kernelId)) return this.get(row.id);
     }
-    const ref = kernelRef(body.kernel);
     let kernelId: string;
     if (ref.id !== undefined) {
       kernelId = this.kernels.get(ref.id).id;
@@ -132,13 +153,10 @@ export class SessionStore {
     return this.get(row.id);
   }
 
-  async patch(id: string, body: Record<string, unknown>): Promise<SessionModel> {
+  async patch(id: string, body: z.output<typeof SessionPatchBody>): Promise<SessionModel> {
     const row = this.#rows.get(id);
     if (!row) throw new GatewayError('SESSION_NOT_FOUND', `Session not found: ${id}`);
-    const path = str(body.path, 'path', false);
-    const name = str(body.name, 'name', false);
-    const type = str(body.type, 'type', false);
-    const ref = kernelRef(body.kernel);
+    const { path, name, type, kernel: ref } = body;
     if (ref.id !== undefined) row.kernelId = this.kernels.get(ref.id).id;
     else if (ref.name !== undefined)
       row.kernelId = (await this.kernels.start({ name: ref.name })).id;

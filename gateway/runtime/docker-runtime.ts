@@ -198,6 +198,15 @@ class DockerSandbox implements Sandbox {
   }
 }
 
+/**
+ * A sandbox's container name: `aido-k-`, the first 8 characters of its kernel's id (`pool` while
+ * pooled), and the sandbox's own short id (also in its volume's name), so `docker ps` shows which
+ * kernel a container serves.
+ */
+function sandboxName(kernelId: string | null, short: string): string {
+  return `aido-k-${kernelId?.slice(0, 8) ?? 'pool'}-${short}`;
+}
+
 /** {@link KernelRuntime} over the local Docker Engine. */
 export class DockerRuntime implements KernelRuntime {
   readonly bindings: SandboxBindings;
@@ -305,7 +314,7 @@ export class DockerRuntime implements KernelRuntime {
       kernelId: kernelId ?? POOL_KERNEL_ID,
       kernelVolume: volume,
       connectionFile: JSON.stringify(connectionFile),
-      name: `aido-k-${kernelId?.slice(0, 8) ?? 'pool'}-${short}`,
+      name: sandboxName(kernelId, short),
       env,
       hostHasAppArmor: this.opts.hostHasAppArmor,
       ...(this.opts.egress ? { egress: this.opts.egress } : {}),
@@ -440,9 +449,21 @@ export class DockerRuntime implements KernelRuntime {
     return scan;
   }
 
+  /**
+   * Hands a pooled sandbox to a kernel: the binding record (what a restarted gateway adopts by:
+   * Docker cannot change a label, which keeps saying "pool"), then the name a fresh kernel's
+   * sandbox would have had.
+   */
   async bind(containerId: string, kernelId: string, env: Record<string, string>): Promise<void> {
     this.#bound.set(containerId, kernelId);
     await this.bindings.write(containerId, { kernelId, env });
+    const container = this.opts.docker.getContainer(containerId);
+    try {
+      const pooled = /^\/?aido-k-pool-([0-9a-f]+)$/.exec((await container.inspect()).Name);
+      if (pooled?.[1]) await container.rename({ name: sandboxName(kernelId, pooled[1]) });
+    } catch (err) {
+      throw this.translate(err, 'renaming the sandbox for its kernel');
+    }
   }
 
   exec(
@@ -524,6 +545,7 @@ export class DockerRuntime implements KernelRuntime {
           memoryBytes: h.Memory || null,
           memoryAndSwapBytes: h.MemorySwap || null,
           cpus: h.NanoCpus ? h.NanoCpus / 1e9 : null,
+          cpuShares: h.CpuShares || null,
           pids: h.PidsLimit || null,
           openFiles: nofileOf(h.Ulimits),
           readOnlyRootfs: h.ReadonlyRootfs === true,

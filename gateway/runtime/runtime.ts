@@ -119,6 +119,8 @@ export interface SandboxLimits {
   /** Memory plus swap; equal to `memoryBytes` when the sandbox has no swap. */
   memoryAndSwapBytes: number | null;
   cpus: number | null;
+  /** CPU weight under contention (Docker's CpuShares; null: the engine's default). */
+  cpuShares: number | null;
   pids: number | null;
   openFiles: { soft: number; hard: number } | null;
   readOnlyRootfs: boolean;

@@ -144,6 +144,7 @@ describe('security API (real sandboxes)', function () {
         expect(c.limits).to.include({
           memory: 536870912,
           nano_cpus: 500000000,
+          cpu_shares: 256,
           pids_limit: 50,
           readonly_rootfs: true,
           network_mode: 'none',

@@ -1,5 +1,6 @@
 /** The warm pool with real sandboxes: use, refill, never reused, exhaustion, limits, restart, panic, shutdown. */
 import { expect } from 'chai';
+import Docker from 'dockerode';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { stdout, TestClient } from '../helpers/ws-client.js';
 import { waitUntil } from '../helpers/wait.js';
@@ -23,6 +24,13 @@ describe('warm pool (real sandboxes)', function () {
     const k = await t.startKernel({ env: { KERNEL_USERNAME: 'pool-user' } });
     const cid = await containerOf(k.id);
     expect(cid && pooled.has(cid), 'the kernel runs in a sandbox that was pooled').to.equal(true);
+    const info = await new Docker({ socketPath: t.gw.config.dockerSocket })
+      .getContainer(cid!)
+      .inspect();
+    expect(info.Name, 'docker ps names the kernel, not the pool').to.match(
+      new RegExp(`^/aido-k-${k.id.slice(0, 8)}-[0-9a-f]{12}$`),
+    );
+    expect(info.HostConfig.CpuShares, 'a lower CPU weight than the gateway').to.equal(256);
     const c = await TestClient.connect(`${t.wsBase}/api/kernels/${k.id}/channels`, {
       token: t.token,
     });

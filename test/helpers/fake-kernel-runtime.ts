@@ -180,6 +180,7 @@ export class FakeRuntime implements KernelRuntime {
             memoryBytes: null,
             memoryAndSwapBytes: null,
             cpus: null,
+            cpuShares: null,
             pids: null,
             openFiles: null,
             readOnlyRootfs: false,

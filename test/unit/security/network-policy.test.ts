@@ -6,10 +6,13 @@ import {
   dockerNetworkModeFor,
   loadNetworkPolicy,
   parseNetworkPolicy,
+  sandboxNetworkOf,
 } from '../../../security/network-policy.js';
+import { policyFrom } from '../../../gateway/server.js';
 import { loadConfig } from '../../../gateway/base/config.js';
 import { EGRESS_PRESETS } from '../../../security/egress-policy.js';
 import {
+  DEFAULT_NETWORK,
   DEFAULT_POLICY,
   EGRESS_RELAY_PORT,
   EGRESS_SOCKET_NAME,
@@ -61,6 +64,13 @@ describe('security/network-policy', () => {
     expect(spec.HostConfig?.ExtraHosts).to.equal(undefined);
     expect(spec.HostConfig?.Links).to.equal(undefined);
     expect(spec.HostConfig?.Dns).to.deep.equal([p.dns.resolver]);
+  });
+
+  it('drives the sandboxes: the gateway policy takes its network from the file, the default agrees', () => {
+    const p = loadNetworkPolicy();
+    expect(sandboxNetworkOf(p)).to.deep.equal(DEFAULT_NETWORK);
+    const fromFile = policyFrom(loadConfig({}, []));
+    expect(fromFile.network).to.deep.equal({ mode: p.mode, dnsResolver: p.dns.resolver });
   });
 
   it('refuses direct egress entries, another network mode and a bad default allow-list', () => {

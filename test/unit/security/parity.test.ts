@@ -228,6 +228,7 @@ describe('security/parity (Docker and Kubernetes, control by control)', () => {
     const limits: fc.Arbitrary<SandboxLimits> = fc.record({
       memoryBytes: fc.integer({ min: 64, max: 8192 }).map((m) => m * MiB + (m % 3) * 4096),
       cpus: fc.integer({ min: 10, max: 8000 }).map((m) => m / 1000),
+      cpuShares: fc.integer({ min: 2, max: 262144 }),
       pids: fc.integer({ min: 1, max: 100000 }),
       nofile: fc.integer({ min: 1, max: 1 << 20 }),
       tmpSizeBytes: fc.integer({ min: 1, max: 16 }).map((m) => m * MiB),

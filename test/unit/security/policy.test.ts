@@ -4,6 +4,7 @@ import { expect } from 'chai';
 import { SECCOMP_PROFILE_PATH } from '../../../security/generate-seccomp.js';
 import {
   DEFAULT_LIMITS,
+  DEFAULT_NETWORK,
   DEFAULT_POLICY,
   KERNEL_DIR_IN_CONTAINER,
   SandboxPolicyError,
@@ -86,6 +87,7 @@ const GOLDEN = {
     Memory: 536870912,
     MemorySwap: 536870912,
     NanoCpus: 500000000,
+    CpuShares: 256,
     PidsLimit: 50,
     Ulimits: [{ Name: 'nofile', Soft: 1024, Hard: 1024 }],
     Tmpfs: {
@@ -205,6 +207,7 @@ describe('security/policy', () => {
       const limits = {
         memoryBytes: 1024 * MiB,
         cpus: 1.25,
+        cpuShares: 512,
         pids: 200,
         nofile: 4096,
         tmpSizeBytes: 10 * MiB,
@@ -215,6 +218,7 @@ describe('security/policy', () => {
       expect(hc.MemorySwap).to.equal(1073741824);
       expect(hc).to.not.have.property('MemorySwappiness');
       expect(hc.NanoCpus).to.equal(1250000000);
+      expect(hc.CpuShares).to.equal(512);
       expect(hc.PidsLimit).to.equal(200);
       expect(hc.Ulimits).to.deep.equal([{ Name: 'nofile', Soft: 4096, Hard: 4096 }]);
       expect(hc.Tmpfs).to.deep.equal({
@@ -309,6 +313,7 @@ describe('security/policy', () => {
       expect(DEFAULT_LIMITS).to.deep.equal({
         memoryBytes: 512 * MiB,
         cpus: 0.5,
+        cpuShares: 256,
         pids: 50,
         nofile: 1024,
         tmpSizeBytes: 64 * MiB,
@@ -326,6 +331,7 @@ describe('security/policy', () => {
     it('names every control turned off and every limit loosened', () => {
       const p: SandboxPolicy = {
         limits: { ...DEFAULT_LIMITS, memoryBytes: 2048 * MiB, pids: 500 },
+        network: DEFAULT_NETWORK,
         seccomp: false,
         appArmorProfile: null,
         noNewPrivileges: false,
