@@ -20,6 +20,7 @@ import {
   type AgentStatus,
   textOf,
 } from './agent-outputs.js';
+import { CloseCode } from '../base/close-codes.js';
 
 /** What {@link runCode} needs. */
 export interface RunOptions {
@@ -255,7 +256,7 @@ class AgentRun implements ClientSink {
       channels.detach(this);
       return;
     }
-    channels.close(1000, 'agent execution finished');
+    channels.close(CloseCode.NORMAL, 'agent execution finished');
     // The kernel forgets closed channels only on expiry: tell it now.
     this.kernel.expired(channels);
   }

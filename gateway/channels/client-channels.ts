@@ -10,6 +10,7 @@ import { zmqInbound, type InboundGate } from './inbound-gate.js';
 import type { MetricsSink } from '../base/metrics.js';
 import type { ConnectionInfo } from '../runtime/runtime.js';
 import { ZmqLink } from '../runtime/zmq-link.js';
+import { CloseCode } from '../base/close-codes.js';
 
 type RequestChannel = 'shell' | 'control' | 'stdin';
 const REQUEST_CHANNELS: readonly RequestChannel[] = ['shell', 'control', 'stdin'];
@@ -22,7 +23,7 @@ export interface ClientSink {
    */
   send(raw: RawMessage): boolean;
   /** Ends the sink from the gateway's side (code and reason for WebSockets). */
-  close(code: number, reason: string): void;
+  close(code: CloseCode, reason: string): void;
 }
 
 /** What the kernel session offers its client channels. */
@@ -130,14 +131,14 @@ export class ClientChannels {
   /** Attaches a sink, replacing a stale one, and replays what was buffered. */
   attach(sink: ClientSink): void {
     if (this.#closed) {
-      sink.close(1011, 'this client session has closed');
+      sink.close(CloseCode.INTERNAL_ERROR, 'this client session has closed');
       return;
     }
     const stale = this.#sink;
     if (stale && stale !== sink) {
       this.host.log('info', 'replacing stale connection', { session: this.sessionId });
       this.#sink = null;
-      stale.close(1000, 'replaced by a new connection with the same session_id');
+      stale.close(CloseCode.NORMAL, 'replaced by a new connection with the same session_id');
     }
     clearTimeout(this.#expiry);
     this.#expiry = undefined;
@@ -224,7 +225,7 @@ export class ClientChannels {
   }
 
   /** Closes the sink (with `code`), the ZMQ sockets and the buffer. Idempotent. */
-  close(code = 1001, reason = 'kernel shut down'): void {
+  close(code: CloseCode = CloseCode.GOING_AWAY, reason = 'kernel shut down'): void {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#expiry);

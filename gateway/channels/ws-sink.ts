@@ -22,9 +22,10 @@ import {
 } from '../../protocol/index.js';
 import type { ClientChannels, ClientSink } from './client-channels.js';
 import type { MetricsSink } from '../base/metrics.js';
+import { CloseCode } from '../base/close-codes.js';
 
 /** Close code for a client dropped because it did not read (policy violation). */
-export const SLOW_CLIENT_CLOSE_CODE = 1008;
+export const SLOW_CLIENT_CLOSE_CODE = CloseCode.POLICY;
 
 /** How long a dropped client's close frame may wait behind its unsent data before the socket is cut. */
 const SLOW_CLIENT_GRACE_MS = 1000;
@@ -191,7 +192,7 @@ export class WsSink implements ClientSink {
     }, SLOW_CLIENT_GRACE_MS).unref();
   }
 
-  close(code: number, reason: string): void {
+  close(code: CloseCode, reason: string): void {
     clearInterval(this.#ping);
     this.ws.close(code, reason);
   }
@@ -213,7 +214,7 @@ export class WsSink implements ClientSink {
         err instanceof ProtocolError ? `${err.code}: ${err.message}` : 'MALFORMED_FRAME';
       this.log('warn', 'malformed frame from client', { session: this.channels.sessionId, reason });
       // 1007: the frame's data is inconsistent with the protocol. Close reasons are capped at 123 bytes.
-      this.ws.close(1007, Buffer.from(reason).subarray(0, 120).toString());
+      this.ws.close(CloseCode.INVALID_DATA, Buffer.from(reason).subarray(0, 120).toString());
       return;
     }
     this.channels.receive(raw);

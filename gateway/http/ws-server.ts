@@ -12,7 +12,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { V1_PROTOCOL } from '../../protocol/index.js';
 import { isAuthorized, originAllowed } from './auth.js';
 import type { GatewayConfig } from '../base/config.js';
-import { GatewayError, httpStatusOf } from '../base/errors.js';
+import { GatewayError } from '../base/errors.js';
 import type { KernelRegistry } from '../kernel/kernel-registry.js';
 import type { Kernel } from '../kernel/kernel.js';
 import { redactUrl, type Logger } from '../base/logger.js';
@@ -20,6 +20,8 @@ import { clip } from '../base/log-limit.js';
 import type { MetricsSink } from '../base/metrics.js';
 import type { ClientChannels } from '../channels/client-channels.js';
 import { WsSink, type WireProtocol } from '../channels/ws-sink.js';
+import { CloseCode } from '../base/close-codes.js';
+import { refuseUpgrade } from './json-errors.js';
 
 const CHANNELS_PATH = /^\/api\/kernels\/([^/]+)\/channels\/?$/;
 /** Session ids become ZMQ routing ids: printable, bounded. */
@@ -28,14 +30,6 @@ const SESSION_ID = /^[\x21-\x7e]{1,128}$/;
 export interface ChannelsServer {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   close(): void;
-}
-
-function refuse(socket: Duplex, err: GatewayError): void {
-  const { status, reason } = httpStatusOf(err.code);
-  const body = JSON.stringify({ reason, message: err.message });
-  socket.end(
-    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
 }
 
 export function createChannelsServer(
@@ -98,7 +92,7 @@ export function createChannelsServer(
     } catch (err) {
       const message = err instanceof GatewayError ? err.message : 'cannot attach';
       log.info({ kernel: kernel.id, session: clip(sessionId) }, message);
-      ws.close(1013, message.slice(0, 120));
+      ws.close(CloseCode.TRY_AGAIN_LATER, message.slice(0, 120));
       return;
     }
     const sink = new WsSink(
@@ -124,13 +118,13 @@ export function createChannelsServer(
         url = new URL(req.url ?? '/', 'http://gateway');
       } catch {
         // A request target that is no URL (`//[`): thrown here, it would end the process.
-        refuse(socket, new GatewayError('BAD_REQUEST', 'the request URL is malformed'));
+        refuseUpgrade(socket, new GatewayError('BAD_REQUEST', 'the request URL is malformed'));
         return;
       }
       const checked = check(req, url);
       if (checked instanceof GatewayError) {
         log.info({ code: checked.code, origin: req.headers.origin }, 'channels upgrade refused');
-        refuse(socket, checked);
+        refuseUpgrade(socket, checked);
         return;
       }
       const { kernel, sessionId } = checked;
@@ -142,7 +136,7 @@ export function createChannelsServer(
       });
     },
     close() {
-      for (const ws of wss.clients) ws.close(1001, 'gateway shutting down');
+      for (const ws of wss.clients) ws.close(CloseCode.GOING_AWAY, 'gateway shutting down');
       wss.close();
     },
   };

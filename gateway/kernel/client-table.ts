@@ -10,6 +10,7 @@ import { GatewayError } from '../base/errors.js';
 import { clip } from '../base/log-limit.js';
 import type { Logger } from '../base/logger.js';
 import type { ConnectionInfo } from '../runtime/runtime.js';
+import { CloseCode } from '../base/close-codes.js';
 
 export interface ClientTableOptions {
   kernelId: string;
@@ -70,7 +71,7 @@ export class ClientTable {
     for (const c of this.#clients.values()) c.disconnectZmq();
   }
 
-  closeAll(code: number, reason: string): void {
+  closeAll(code: CloseCode, reason: string): void {
     for (const c of this.#clients.values()) c.close(code, reason);
     this.#clients.clear();
   }
@@ -93,6 +94,6 @@ export class ClientTable {
       'evicting the oldest disconnected client session',
     );
     this.forget(oldest);
-    oldest.close(1001, 'client session evicted');
+    oldest.close(CloseCode.GOING_AWAY, 'client session evicted');
   }
 }

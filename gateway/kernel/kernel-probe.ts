@@ -64,8 +64,8 @@ export async function waitForKernel(sandbox: Sandbox, timeoutMs: number): Promis
     (frames) => {
       try {
         if (
-          decodeZmq(frames, 'shell', signer, decodeLimits(PROBE_LIMITS)).raw.header
-            .msg_type === 'kernel_info_reply'
+          decodeZmq(frames, 'shell', signer, decodeLimits(PROBE_LIMITS)).raw.header.msg_type ===
+          'kernel_info_reply'
         )
           onReply?.();
       } catch {

@@ -21,6 +21,7 @@ import { describeDeath } from './kernel-deaths.js';
 import type { KernelLink } from './kernel-link.js';
 import type { ExecutionState, KernelModel, KernelOptions } from './kernel-model.js';
 import { Synthetic } from './synthetic.js';
+import { CloseCode } from '../base/close-codes.js';
 
 export type { ExecutionState, KernelModel, KernelOptions } from './kernel-model.js';
 
@@ -324,7 +325,7 @@ export class Kernel {
         'KernelShutdown',
         'The kernel was shut down before this request finished.',
       );
-      this.#bridge.clients.closeAll(1001, 'kernel shut down');
+      this.#bridge.clients.closeAll(CloseCode.GOING_AWAY, 'kernel shut down');
       this.#closeLinks();
       await sandbox?.destroy();
       this.#log.info(opts.reason === undefined ? {} : { reason: opts.reason }, 'kernel shut down');
