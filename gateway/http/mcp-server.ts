@@ -39,8 +39,12 @@ function errorResult(err: unknown): CallToolResult {
   return { content: [{ type: 'text', text: `${ge.code}: ${ge.message}` }], isError: true };
 }
 
-/** One MCP session: its transport, server, and the kernel it started (if any). */
-class McpSession {
+/**
+ * One MCP client (what the MCP specification calls a session, named by its Mcp-Session-Id): its
+ * transport, server, and the kernel it started (if any). "Session" in this gateway means only
+ * Jupyter's /api/sessions.
+ */
+class McpClient {
   lastUsed = Date.now();
   /** POSTs (tool calls) under way: a session is not idle while one runs. */
   active = 0;
@@ -100,9 +104,9 @@ class McpSession {
 
 /** The MCP endpoint: sessions keyed by Mcp-Session-Id. */
 export class McpGateway {
-  readonly #sessions = new Map<string, McpSession>();
+  readonly #sessions = new Map<string, McpClient>();
   /** Sessions opened and not yet closed, initialized or not: what the cap counts. */
-  readonly #live = new Set<McpSession>();
+  readonly #live = new Set<McpClient>();
   readonly #reaper: NodeJS.Timeout | undefined;
   #closing = false;
 
@@ -186,7 +190,7 @@ export class McpGateway {
     }
   }
 
-  #open(): McpSession {
+  #open(): McpClient {
     const { kernels, logger } = this.opts;
     const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
@@ -195,7 +199,7 @@ export class McpGateway {
         logger.info({ mcp_session: id }, 'MCP session opened');
       },
     });
-    const session = new McpSession(transport, kernels, logger);
+    const session = new McpClient(transport, kernels, logger);
     this.#live.add(session);
     transport.onclose = () => {
       this.#live.delete(session);
@@ -210,7 +214,7 @@ export class McpGateway {
     return session;
   }
 
-  #server(session: McpSession): McpServer {
+  #server(session: McpClient): McpServer {
     const { config, executor, files } = this.opts;
     const server = new McpServer({ name: 'aido-kernel-gateway', version: '0.1.0' });
     const kernelId = z
