@@ -10,6 +10,8 @@
  *
  * @see https://jupyter-client.readthedocs.io/en/latest/messaging.html#messages-on-the-shell-router-dealer-channel
  * @packageDocumentation
+ *
+ * Longer than 400 lines because it is the protocol's catalogue: one row per message type.
  */
 import type { Channel } from './channels.js';
 import type { Header } from './header.js';

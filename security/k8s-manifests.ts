@@ -10,6 +10,8 @@
  * The types are Kubernetes 1.30's (`kubernetes-types`), the oldest version we claim.
  *
  * @packageDocumentation
+ *
+ * Longer than 400 lines because it builds every object of deploy/kubernetes/, each from the policy.
  */
 import type { Deployment, DaemonSet } from 'kubernetes-types/apps/v1.js';
 import type {

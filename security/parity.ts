@@ -10,6 +10,8 @@
  * missing without saying so ({@link ParityControl.gap}).
  *
  * @packageDocumentation
+ *
+ * Longer than 400 lines because it is one table, a row per control of the sandbox specification.
  */
 import type { ContainerCreateOptions } from 'dockerode';
 import type { Pod } from 'kubernetes-types/core/v1.js';

@@ -18,6 +18,8 @@
  * 1.30 does not have; the unit tests validate the output against the 1.34 schemas.
  *
  * @packageDocumentation
+ *
+ * Longer than 400 lines because it is one builder that mirrors buildContainerSpec field by field.
  */
 import type {
   Container,

@@ -17,6 +17,8 @@
  * skipped by the runtime, so 32-bit and newer-kernel names are safe to list.
  *
  * @packageDocumentation
+ *
+ * Longer than 400 lines because it is the allow-list: one rule per system call, each with its purpose.
  */
 
 /** A seccomp action as libseccomp names it. */

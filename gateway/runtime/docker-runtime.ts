@@ -3,6 +3,10 @@
  * the sandbox's own tmpfs volume (mounted at /run/kernel; the gateway reaches it at the volume's
  * mount point). Which kernel a sandbox serves lives in gateway-owned state (labels, the container's
  * config, root-only records under the state dir), never in anything the sandbox can write.
+ *
+ * Longer than 400 lines because it is the one adapter to the Docker Engine API: every dockerode
+ * call of the gateway (create, adopt, bind, list, remove) is here, so nothing above the
+ * KernelRuntime interface knows Docker; createSandbox is one sequence that undoes itself on failure.
  */
 import { randomBytes, randomInt } from 'node:crypto';
 import Docker from 'dockerode';
