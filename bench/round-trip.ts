@@ -12,15 +12,7 @@
  * ticks summed over every block of a series, less what the idle gateway burns in that time) is
  * reported beside the latencies.
  */
-import * as zmq from 'zeromq';
-import {
-  createMessage,
-  decodeZmq,
-  encodeZmq,
-  Signer,
-  toRaw,
-  type Channel,
-} from '../protocol/index.js';
+import { directShell } from './direct-shell.js';
 import { BENCH_IMAGE, startGatewayProcess } from './gateway-process.js';
 import { NODELAY_CONFIG, startJupyterServer } from './jupyter-server-process.js';
 import { KernelWs } from './kernel-client.js';
@@ -32,40 +24,6 @@ const BLOCK = 50;
 /** The sandbox's CPU quota (the gateway reads AIDO_CPU_LIMIT from the environment it inherits). */
 const SANDBOX_CPUS = Number(process.env.AIDO_CPU_LIMIT ?? 0.5);
 const JS_NODELAY = process.env.BENCH_JUPYTER_NODELAY === '1';
-const content = {
-  code: 'pass',
-  silent: false,
-  store_history: false,
-  user_expressions: {},
-  allow_stdin: false,
-  stop_on_error: true,
-};
-
-/** A DEALER on a kernel's shell socket that times execute_request → execute_reply. */
-function directShell(endpoint: string, key: string, session: string) {
-  const signer = new Signer(key);
-  const dealer = new zmq.Dealer({ routingId: session, linger: 0 });
-  dealer.connect(endpoint);
-  const shell: Channel = 'shell';
-  return {
-    async once(): Promise<number> {
-      const msg = toRaw(
-        createMessage({ msgType: 'execute_request', channel: shell, session, content }),
-      );
-      const t0 = process.hrtime.bigint();
-      await dealer.send(encodeZmq(msg, signer));
-      for (;;) {
-        const { raw } = decodeZmq(await dealer.receive(), shell, signer);
-        if (raw.header.msg_type === 'execute_reply') break;
-      }
-      return Number(process.hrtime.bigint() - t0) / 1e6;
-    },
-    close(): void {
-      dealer.close();
-    },
-  };
-}
-
 async function main(): Promise<void> {
   progress('starting the gateway (no pool: a quiet machine) and one sandboxed kernel');
   const gw = await startGatewayProcess({ AIDO_POOL_SIZE: '0' });

@@ -7,7 +7,9 @@
  *      Docker reports it (dockerode container.stats: usage, usage - inactive_file as `docker stats`
  *      shows, and rss).
  *   3. Latency: one client executes `pass` 200 times, first alone, then while 20 other clients on
- *      20 other kernels execute `sum(range(10000))` in a loop; p50/p99 of both.
+ *      20 other kernels execute `sum(range(10000))` in a loop; p50/p99 of both. Each pass through
+ *      the gateway is followed by one straight on that kernel's shell socket (direct ZeroMQ), so
+ *      the table shows how much of the loaded latency is the gateway's and how much the kernel's.
  *   4. Deletes every kernel (and the gateway's stop removes anything left).
  * Usage: npx tsx bench/scale.ts   (BENCH_SCALE=50|100, BENCH_SCALE_CONCURRENCY default 4)
  *   BENCH_GATEWAY_CGROUP=/sys/fs/cgroup/cpu/docker/aido-bench-gw (cgroup v1, root) moves the gateway
@@ -19,6 +21,7 @@ import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { freemem } from 'node:os';
 import Docker from 'dockerode';
 import { BENCH_IMAGE, startGatewayProcess, type GatewayProcess } from './gateway-process.js';
+import { directShell } from './direct-shell.js';
 import { KernelWs } from './kernel-client.js';
 import { printTable, progress, summarize, type Summary } from './stats.js';
 
@@ -179,11 +182,26 @@ async function settleAndMeasure(
   };
 }
 
-async function measurePasses(ws: KernelWs, n: number): Promise<Summary> {
-  const samples: number[] = [];
-  for (let i = 0; i < n; i++)
-    samples.push((await ws.execute('pass', { timeoutMs: 60_000 })).replyMs);
-  return summarize(samples);
+/**
+ * `n` passes through the gateway, each followed by one straight on the kernel's shell socket
+ * (interleaved, so both series see the same load): the difference is the gateway's share.
+ */
+async function measurePasses(
+  ws: KernelWs,
+  direct: { once(): Promise<number> },
+  n: number,
+): Promise<{ gateway: Summary; direct: Summary }> {
+  const gateway: number[] = [];
+  const straight: number[] = [];
+  for (let i = 0; i < n; i++) {
+    gateway.push((await ws.execute('pass', { timeoutMs: 60_000 })).replyMs);
+    straight.push(await direct.once());
+  }
+  return { gateway: summarize(gateway), direct: summarize(straight) };
+}
+
+function row(name: string, s: Summary): (string | number)[] {
+  return [name, s.min, s.p50, s.p95, s.p99, s.max];
 }
 
 async function main(): Promise<void> {
@@ -253,9 +271,11 @@ async function main(): Promise<void> {
       );
     }
     const [probe, ...loaders] = clients as [KernelWs, ...KernelWs[]];
+    const conn = await gw.kernelConnection(ids[0]!);
+    const direct = directShell(`ipc://${conn.dir}/k-1`, conn.key, 'bench-scale-direct');
     for (let i = 0; i < 20; i++) await probe.execute('pass');
     progress(`${PASSES} pass round trips, alone`);
-    const alone = await measurePasses(probe, PASSES);
+    const alone = await measurePasses(probe, direct, PASSES);
 
     progress(`${PASSES} pass round trips while ${LOADERS} clients loop ${LOAD_CODE}`);
     let stop = false;
@@ -269,11 +289,12 @@ async function main(): Promise<void> {
     await sleep(1000);
     const execsAtStart = loadExecs;
     const tl = performance.now();
-    const loaded = await measurePasses(probe, PASSES);
+    const loaded = await measurePasses(probe, direct, PASSES);
     const loadSeconds = (performance.now() - tl) / 1000;
     const loadRate = (loadExecs - execsAtStart) / loadSeconds;
     stop = true;
     await Promise.all(loops);
+    direct.close();
     for (const c of clients.splice(0)) await c.close();
 
     progress(`deleting ${ids.length} kernels`);
@@ -320,15 +341,10 @@ async function main(): Promise<void> {
       `pass round trip on one kernel, ms (n=${PASSES}; ${total} kernels running)`,
       ['condition', 'min', 'p50', 'p95', 'p99', 'max'],
       [
-        ['alone', alone.min, alone.p50, alone.p95, alone.p99, alone.max],
-        [
-          `${LOADERS} clients looping ${LOAD_CODE}`,
-          loaded.min,
-          loaded.p50,
-          loaded.p95,
-          loaded.p99,
-          loaded.max,
-        ],
+        row('alone, through the gateway', alone.gateway),
+        row('alone, direct ZeroMQ', alone.direct),
+        row(`${LOADERS} clients looping ${LOAD_CODE}, through the gateway`, loaded.gateway),
+        row(`${LOADERS} clients looping ${LOAD_CODE}, direct ZeroMQ`, loaded.direct),
       ],
     );
     process.stdout.write(
@@ -345,7 +361,14 @@ async function main(): Promise<void> {
         host_mem_total_mib: Math.round(startMem.totalMiB),
         gateway_rss_idle_mib: Math.round(gwRssBefore),
         checkpoints,
-        round_trip_ms: { alone, loaded, loaders: LOADERS, load_code: LOAD_CODE },
+        round_trip_ms: {
+          alone: alone.gateway,
+          loaded: loaded.gateway,
+          alone_direct: alone.direct,
+          loaded_direct: loaded.direct,
+          loaders: LOADERS,
+          load_code: LOAD_CODE,
+        },
         load_execs_per_s: Math.round(loadRate),
         delete_s: deleteSeconds,
         notes,

@@ -1,0 +1,48 @@
+/**
+ * A DEALER straight on a kernel's shell socket, for the benchmarks' "direct ZeroMQ" series: the
+ * same `pass` as a WebSocket client sends, without the gateway in the path, so the gateway's
+ * share of a round trip is the difference.
+ */
+import * as zmq from 'zeromq';
+import {
+  createMessage,
+  decodeZmq,
+  encodeZmq,
+  Signer,
+  toRaw,
+  type Channel,
+} from '../protocol/index.js';
+
+const content = {
+  code: 'pass',
+  silent: false,
+  store_history: false,
+  user_expressions: {},
+  allow_stdin: false,
+  stop_on_error: true,
+};
+
+/** A DEALER on a kernel's shell socket that times execute_request → execute_reply. */
+export function directShell(endpoint: string, key: string, session: string) {
+  const signer = new Signer(key);
+  const dealer = new zmq.Dealer({ routingId: session, linger: 0 });
+  dealer.connect(endpoint);
+  const shell: Channel = 'shell';
+  return {
+    async once(): Promise<number> {
+      const msg = toRaw(
+        createMessage({ msgType: 'execute_request', channel: shell, session, content }),
+      );
+      const t0 = process.hrtime.bigint();
+      await dealer.send(encodeZmq(msg, signer));
+      for (;;) {
+        const { raw } = decodeZmq(await dealer.receive(), shell, signer);
+        if (raw.header.msg_type === 'execute_reply') break;
+      }
+      return Number(process.hrtime.bigint() - t0) / 1e6;
+    },
+    close(): void {
+      dealer.close();
+    },
+  };
+}
