@@ -9,16 +9,16 @@ import { randomUUID } from 'node:crypto';
 import { WebSocket } from 'ws';
 import {
   createMessage,
-  decodeLegacy,
-  decodeV1,
-  encodeLegacy,
-  encodeV1,
+  decodeFrame,
+  decodeRawFrame,
+  encodeFrame,
   parentMsgId,
-  toRaw,
+  subprotocolsFor,
   V1_PROTOCOL,
+  type WsFraming,
 } from '../protocol/index.js';
 
-export type WsFraming = 'v1' | 'legacy';
+export type { WsFraming } from '../protocol/index.js';
 
 export interface ExecuteResult {
   /** Send → execute_reply, ms. */
@@ -113,7 +113,7 @@ export class KernelWs {
   }): Promise<KernelWs> {
     const session = opts.session ?? `bench-${randomUUID()}`;
     const url = `${opts.wsBase}/api/kernels/${opts.kernelId}/channels?session_id=${session}`;
-    const ws = new WebSocket(url, opts.framing === 'v1' ? [V1_PROTOCOL] : [], {
+    const ws = new WebSocket(url, subprotocolsFor(opts.framing), {
       headers: { Authorization: `token ${opts.token}` },
       perMessageDeflate: false,
       maxPayload: 256 * 1024 * 1024,
@@ -136,8 +136,9 @@ export class KernelWs {
   }
 
   #decode(data: Buffer, isBinary: boolean): Seen {
+    // v1: the content is parsed only when asked for (the bench client must stay cheap).
     if (this.framing === 'v1') {
-      const raw = decodeV1(data);
+      const raw = decodeRawFrame(data, isBinary, 'v1');
       return {
         channel: raw.channel,
         msgType: raw.header.msg_type,
@@ -145,7 +146,7 @@ export class KernelWs {
         content: () => JSON.parse(raw.content.toString('utf8')) as Record<string, unknown>,
       };
     }
-    const msg = decodeLegacy(data, isBinary);
+    const msg = decodeFrame(data, isBinary, 'legacy');
     const parent = (msg.parent_header as { msg_id?: unknown }).msg_id;
     return {
       channel: msg.channel,
@@ -228,12 +229,8 @@ export class KernelWs {
         reject,
         timer,
       });
-      if (this.framing === 'v1') {
-        this.ws.send(encodeV1(toRaw(msg)));
-      } else {
-        const frame = encodeLegacy(msg);
-        this.ws.send(frame.data, { binary: frame.binary });
-      }
+      const frame = encodeFrame(msg, this.framing);
+      this.ws.send(frame.data, { binary: frame.binary });
     });
   }
 

@@ -12,3 +12,4 @@ export * from './signing.js';
 export * from './zmq-frames.js';
 export * from './ws-legacy.js';
 export * from './ws-v1.js';
+export * from './ws-framing.js';

@@ -12,13 +12,11 @@
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import {
-  decodeLegacy,
-  decodeV1,
-  encodeLegacyRaw,
-  encodeV1,
+  decodeRawFrame,
+  encodeRawFrame,
   ProtocolError,
-  toRaw,
   type RawMessage,
+  type WsFraming,
 } from '../../protocol/index.js';
 import type { ClientChannels, ClientSink } from './client-channels.js';
 import type { MetricsSink } from '../base/metrics.js';
@@ -31,7 +29,7 @@ export const SLOW_CLIENT_CLOSE_CODE = CloseCode.POLICY;
 const SLOW_CLIENT_GRACE_MS = 1000;
 
 /** The two WebSocket framings. */
-export type WireProtocol = 'v1' | 'legacy';
+export type WireProtocol = WsFraming;
 
 /** An encoded kernel message, ready for `ws.send`, or why it cannot be encoded. */
 type Frame = { data: Buffer | string; binary: boolean } | { error: string };
@@ -47,16 +45,12 @@ function encodeFor(protocol: WireProtocol, raw: RawMessage): Frame {
   const cached = cache.get(raw);
   if (cached) return cached;
   let frame: Frame;
-  if (protocol === 'v1') {
-    frame = { data: encodeV1(raw), binary: true };
-  } else {
-    try {
-      // Splicing kernel bytes into one JSON text needs each part to be exactly one JSON object;
-      // code in the kernel could otherwise forge fields of the message the client sees.
-      frame = encodeLegacyRaw(raw);
-    } catch (err) {
-      frame = { error: String(err) };
-    }
+  try {
+    // Legacy: splicing kernel bytes into one JSON text needs each part to be exactly one JSON
+    // object; code in the kernel could otherwise forge fields of the message the client sees.
+    frame = encodeRawFrame(raw, protocol);
+  } catch (err) {
+    frame = { error: String(err) };
   }
   cache.set(raw, frame);
   return frame;
@@ -205,10 +199,7 @@ export class WsSink implements ClientSink {
         : Buffer.from(data);
     let raw: RawMessage;
     try {
-      raw =
-        this.protocol === 'v1'
-          ? decodeV1(buf)
-          : toRaw(decodeLegacy(isBinary ? buf : buf.toString('utf8'), isBinary));
+      raw = decodeRawFrame(buf, isBinary, this.protocol);
     } catch (err) {
       const reason =
         err instanceof ProtocolError ? `${err.code}: ${err.message}` : 'MALFORMED_FRAME';

@@ -8,13 +8,9 @@ import { performance } from 'node:perf_hooks';
 import { WebSocket } from 'ws';
 import {
   createMessage,
-  decodeLegacy,
-  decodeV1,
-  encodeLegacy,
-  encodeV1,
-  fromRaw,
-  toRaw,
-  V1_PROTOCOL,
+  decodeFrame,
+  encodeFrame,
+  subprotocolsFor,
   type JupyterMessage,
 } from '../../protocol/index.js';
 
@@ -74,7 +70,7 @@ export class LoadClient {
   ): Promise<LoadClient> {
     const ws = new WebSocket(
       `${url}?session_id=${encodeURIComponent(opts.session)}`,
-      opts.protocol === 'v1' ? [V1_PROTOCOL] : [],
+      subprotocolsFor(opts.protocol),
       { headers: { Authorization: `token ${opts.token}` }, perMessageDeflate: false },
     );
     const client = new LoadClient(ws, opts.session, opts.protocol);
@@ -93,10 +89,7 @@ export class LoadClient {
     this.received++;
     let msg: JupyterMessage;
     try {
-      msg =
-        this.protocol === 'v1'
-          ? fromRaw(decodeV1(data))
-          : decodeLegacy(isBinary ? data : data.toString('utf8'), isBinary);
+      msg = decodeFrame(data, isBinary, this.protocol);
     } catch (err) {
       this.decodeErrors.push(String(err));
       return;
@@ -185,12 +178,8 @@ export class LoadClient {
       timeoutMs,
     );
     const idle = this.waitIdle(id, `idle after ${id}`, timeoutMs);
-    if (this.protocol === 'v1') {
-      this.ws.send(encodeV1(toRaw(request)));
-    } else {
-      const { data, binary } = encodeLegacy(request);
-      this.ws.send(data, { binary });
-    }
+    const { data, binary } = encodeFrame(request, this.protocol);
+    this.ws.send(data, { binary });
     await Promise.all([replied, idle]);
     const replies = this.repliesByParent.get(id) ?? [];
     const reply = replies[0];

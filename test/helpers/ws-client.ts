@@ -5,13 +5,9 @@
 import { WebSocket } from 'ws';
 import {
   createMessage,
-  decodeLegacy,
-  decodeV1,
-  encodeLegacy,
-  encodeV1,
-  fromRaw,
-  toRaw,
-  V1_PROTOCOL,
+  decodeFrame,
+  encodeFrame,
+  subprotocolsFor,
   type Channel,
   type JupyterMessage,
 } from '../../protocol/index.js';
@@ -32,10 +28,7 @@ export class TestClient {
     readonly protocol: 'v1' | 'legacy',
   ) {
     ws.on('message', (data: Buffer, isBinary: boolean) => {
-      const msg =
-        protocol === 'v1'
-          ? fromRaw(decodeV1(data))
-          : decodeLegacy(isBinary ? data : data.toString('utf8'), isBinary);
+      const msg = decodeFrame(data, isBinary, protocol);
       this.messages.push(msg);
       this.#waiters = this.#waiters.filter((w) => {
         if (!w.pred(msg)) return true;
@@ -65,7 +58,7 @@ export class TestClient {
     if (opts.token) headers.Authorization = `token ${opts.token}`;
     const ws = new WebSocket(
       `${url}${url.includes('?') ? '&' : '?'}session_id=${session}`,
-      protocol === 'v1' ? [V1_PROTOCOL] : [],
+      subprotocolsFor(protocol),
       { headers },
     );
     const client = new TestClient(ws, session, protocol);
@@ -81,11 +74,8 @@ export class TestClient {
   }
 
   send(msg: JupyterMessage): void {
-    if (this.protocol === 'v1') this.ws.send(encodeV1(toRaw(msg)));
-    else {
-      const { data, binary } = encodeLegacy(msg);
-      this.ws.send(data, { binary });
-    }
+    const { data, binary } = encodeFrame(msg, this.protocol);
+    this.ws.send(data, { binary });
   }
 
   /** Waits for the first message (already received or future) matching `pred`. */
