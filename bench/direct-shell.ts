@@ -5,22 +5,13 @@
  */
 import * as zmq from 'zeromq';
 import {
-  createMessage,
   decodeZmq,
   encodeZmq,
+  executeRequest,
   Signer,
   toRaw,
   type Channel,
 } from '../protocol/index.js';
-
-const content = {
-  code: 'pass',
-  silent: false,
-  store_history: false,
-  user_expressions: {},
-  allow_stdin: false,
-  stop_on_error: true,
-};
 
 /** A DEALER on a kernel's shell socket that times execute_request → execute_reply. */
 export function directShell(endpoint: string, key: string, session: string) {
@@ -30,9 +21,7 @@ export function directShell(endpoint: string, key: string, session: string) {
   const shell: Channel = 'shell';
   return {
     async once(): Promise<number> {
-      const msg = toRaw(
-        createMessage({ msgType: 'execute_request', channel: shell, session, content }),
-      );
+      const msg = toRaw(executeRequest(session, 'pass'));
       const t0 = process.hrtime.bigint();
       await dealer.send(encodeZmq(msg, signer));
       for (;;) {

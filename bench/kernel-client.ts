@@ -8,10 +8,10 @@
 import { randomUUID } from 'node:crypto';
 import { WebSocket } from 'ws';
 import {
-  createMessage,
   decodeFrame,
   decodeRawFrame,
   encodeFrame,
+  executeRequest,
   parentMsgId,
   subprotocolsFor,
   V1_PROTOCOL,
@@ -58,14 +58,6 @@ interface Seen {
   /** Parsed content, only for the message types the client reads (execute_reply, status, stream). */
   content: () => Record<string, unknown>;
 }
-
-const EXECUTE_DEFAULTS = {
-  silent: false,
-  store_history: false,
-  user_expressions: {},
-  allow_stdin: false,
-  stop_on_error: true,
-};
 
 const ms = (from: bigint, to: bigint): number => Number(to - from) / 1e6;
 
@@ -203,12 +195,7 @@ export class KernelWs {
     code: string,
     opts: { untilIdle?: boolean; collectText?: boolean; timeoutMs?: number } = {},
   ): Promise<ExecuteResult> {
-    const msg = createMessage({
-      msgType: 'execute_request',
-      channel: 'shell',
-      session: this.session,
-      content: { code, ...EXECUTE_DEFAULTS },
-    });
+    const msg = executeRequest(this.session, code);
     const id = msg.header.msg_id;
     const timeoutMs = opts.timeoutMs ?? 60_000;
     return new Promise<ExecuteResult>((resolve, reject) => {

@@ -15,7 +15,13 @@ import { randomUUID } from 'node:crypto';
 import type { Channel } from './channels.js';
 import { PROTOCOL_VERSION, parseParentHeader, type Header } from './header.js';
 import { isJsonObject, parseJson, parseJsonObject } from './json-bytes.js';
-import type { ChannelOf, ContentOf, Message, MsgType } from './message-types.js';
+import type {
+  ChannelOf,
+  ContentOf,
+  ExecuteRequestContent,
+  Message,
+  MsgType,
+} from './message-types.js';
 
 export * from './channels.js';
 export * from './header.js';
@@ -161,6 +167,39 @@ export function createMessage<T extends string>(
   };
   // The conditional option types above guarantee the channel/content pairing for catalogue types.
   return msg as T extends MsgType ? Message<T> : JupyterMessage;
+}
+
+/**
+ * A whole `execute_request` content, every field sent as jupyter_client sends it: not silent, no
+ * history, no stdin, stop on error; `fields` overrides any of them.
+ */
+export function executeContent(
+  code: string,
+  fields: Omit<ExecuteRequestContent, 'code'> = {},
+): Required<ExecuteRequestContent> {
+  return {
+    code,
+    silent: false,
+    store_history: false,
+    user_expressions: {},
+    allow_stdin: false,
+    stop_on_error: true,
+    ...fields,
+  };
+}
+
+/** A new `execute_request` on shell for `session` (see {@link executeContent}). */
+export function executeRequest(
+  session: string,
+  code: string,
+  fields: Omit<ExecuteRequestContent, 'code'> = {},
+): Message<'execute_request'> {
+  return createMessage({
+    msgType: 'execute_request',
+    channel: 'shell',
+    session,
+    content: executeContent(code, fields),
+  });
 }
 
 /**

@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { createMessage, toRaw, type RawMessage } from '../../protocol/index.js';
+import { executeRequest, toRaw, type RawMessage } from '../../protocol/index.js';
 import { realTimers, type Timers } from '../base/deadline.js';
 import { GatewayError } from '../base/errors.js';
 import type { ClientChannels, ClientSink } from '../channels/client-channels.js';
@@ -120,20 +120,8 @@ class AgentRun implements ClientSink {
     this.#collector = new OutputCollector(opts.maxOutputBytes);
     this.#timers = opts.timers ?? realTimers;
     const silent = opts.silent ?? false;
-    this.#request = createMessage({
-      msgType: 'execute_request',
-      channel: 'shell',
-      session: this.#sessionId,
-      content: {
-        code: opts.code,
-        silent,
-        store_history: !silent,
-        user_expressions: {},
-        // input() then raises StdinNotImplementedError in the kernel: nobody could answer it.
-        allow_stdin: false,
-        stop_on_error: true,
-      },
-    });
+    // No stdin (the default): input() raises StdinNotImplementedError, since nobody could answer.
+    this.#request = executeRequest(this.#sessionId, opts.code, { silent, store_history: !silent });
   }
 
   start(): void {

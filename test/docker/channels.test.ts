@@ -2,7 +2,12 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { WebSocket } from 'ws';
-import { createMessage, V1_PROTOCOL, type JupyterMessage } from '../../protocol/index.js';
+import {
+  createMessage,
+  executeRequest,
+  V1_PROTOCOL,
+  type JupyterMessage,
+} from '../../protocol/index.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { stdout, TestClient } from '../helpers/ws-client.js';
 
@@ -171,19 +176,7 @@ describe('channels WebSocket (real sandboxes)', function () {
   it('replays output that arrived while the client was away, on reconnect with the same session_id', async () => {
     const session = `replay-${randomUUID()}`;
     const first = await TestClient.connect(url(kernelB), { token: t.token, session });
-    const msg = createMessage({
-      msgType: 'execute_request',
-      channel: 'shell',
-      session,
-      content: {
-        code: "import time; time.sleep(1.5); print('late')",
-        silent: false,
-        store_history: false,
-        user_expressions: {},
-        allow_stdin: false,
-        stop_on_error: true,
-      },
-    });
+    const msg = executeRequest(session, "import time; time.sleep(1.5); print('late')");
     first.send(msg);
     await first.waitFor(
       (m) => m.header.msg_type === 'status' && m.content.execution_state === 'busy',

@@ -10,9 +10,10 @@ import {
   createMessage,
   decodeZmq,
   encodeZmq,
+  executeRequest,
+  fromRaw,
   Signer,
   toRaw,
-  fromRaw,
   type JupyterMessage,
 } from '../../protocol/index.js';
 import { DEFAULT_SANDBOX_UID, KERNEL_SOCKETS, SANDBOX_UID_COUNT } from '../../security/policy.js';
@@ -145,19 +146,7 @@ describe('hardened kernel container over ipc (zeromq.js, no gateway)', function 
       // Bounded waits from here on: a lost message fails the test instead of hanging it.
       shell.receiveTimeout = 30_000;
       iopub.receiveTimeout = 30_000;
-      const exec = createMessage({
-        msgType: 'execute_request',
-        channel: 'shell',
-        session: 'smoke',
-        content: {
-          code: '1+1',
-          silent: false,
-          store_history: true,
-          user_expressions: {},
-          allow_stdin: false,
-          stop_on_error: true,
-        },
-      });
+      const exec = executeRequest('smoke', '1+1', { store_history: true });
       await shell.send(encodeZmq(toRaw(exec), signer));
       const result = await receiveUntil(
         iopub,

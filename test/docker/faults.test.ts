@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import Docker from 'dockerode';
 import type { KernelModel } from '../../gateway/kernel/kernel.js';
-import { createMessage, type JupyterMessage } from '../../protocol/index.js';
+import { executeRequest, type JupyterMessage } from '../../protocol/index.js';
 import {
   startTestGateway,
   type TestGateway,
@@ -43,22 +43,6 @@ function isReplyOf(request: JupyterMessage): (m: JupyterMessage) => boolean {
 
 function isTypeOf(request: JupyterMessage, type: string): (m: JupyterMessage) => boolean {
   return (m) => childOf(request)(m) && m.header.msg_type === type;
-}
-
-function executeRequest(session: string, code: string): JupyterMessage {
-  return createMessage({
-    msgType: 'execute_request',
-    channel: 'shell',
-    session,
-    content: {
-      code,
-      silent: false,
-      store_history: false,
-      user_expressions: {},
-      allow_stdin: false,
-      stop_on_error: true,
-    },
-  });
 }
 
 function stdoutOf(messages: readonly JupyterMessage[]): string {

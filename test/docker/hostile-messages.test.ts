@@ -10,7 +10,7 @@ import { readdirSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { expect } from 'chai';
 import { createLogger } from '../../gateway/base/logger.js';
-import { createMessage } from '../../protocol/index.js';
+import { executeRequest } from '../../protocol/index.js';
 import { kernelModel, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { waitUntil } from '../helpers/wait.js';
 import { isGatewayNotice, TestClient } from '../helpers/ws-client.js';
@@ -95,19 +95,7 @@ async function roundTrips(client: TestClient, until: () => boolean): Promise<num
  * its own idle status (its PUB drops what its subscriber cannot take), so that is not waited for.
  */
 async function launch(client: TestClient, code: string): Promise<void> {
-  const msg = createMessage({
-    msgType: 'execute_request',
-    channel: 'shell',
-    session: client.session,
-    content: {
-      code,
-      silent: false,
-      store_history: false,
-      user_expressions: {},
-      allow_stdin: false,
-      stop_on_error: true,
-    },
-  });
+  const msg = executeRequest(client.session, code);
   client.send(msg);
   const reply = await client.waitFor(
     (m) =>
@@ -165,21 +153,12 @@ describe('hostile kernel: messages and buffers (real sandboxes)', function () {
     const peak = rssPeak();
     const started = performance.now();
     slow.send(
-      createMessage({
-        msgType: 'execute_request',
-        channel: 'shell',
-        session: slow.session,
-        content: {
-          // 1 MiB stream messages (flushed one by one: a single 200 MB message would be over the
-          // ZeroMQ message size limit, which is another test).
-          code: "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(200):\n    sys.stdout.write(chunk)\n    sys.stdout.flush()",
-          silent: false,
-          store_history: false,
-          user_expressions: {},
-          allow_stdin: false,
-          stop_on_error: true,
-        },
-      }),
+      executeRequest(
+        slow.session,
+        // 1 MiB stream messages (flushed one by one: a single 200 MB message would be over the
+        // ZeroMQ message size limit, which is another test).
+        "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(200):\n    sys.stdout.write(chunk)\n    sys.stdout.flush()",
+      ),
     );
     // The client stops reading: its TCP window closes and the gateway's send buffer fills.
     (slow.ws as unknown as { _socket: Socket })._socket.pause();

@@ -7,9 +7,9 @@
 import { performance } from 'node:perf_hooks';
 import { WebSocket } from 'ws';
 import {
-  createMessage,
   decodeFrame,
   encodeFrame,
+  executeRequest,
   subprotocolsFor,
   type JupyterMessage,
 } from '../../protocol/index.js';
@@ -149,19 +149,7 @@ export class LoadClient {
 
   /** Sends an execute_request and resolves with its reply and its iopub messages up to idle. */
   async execute(code: string, timeoutMs: number): Promise<Execution> {
-    const request = createMessage({
-      msgType: 'execute_request',
-      channel: 'shell',
-      session: this.session,
-      content: {
-        code,
-        silent: false,
-        store_history: true,
-        user_expressions: {},
-        allow_stdin: false,
-        stop_on_error: true,
-      },
-    });
+    const request = executeRequest(this.session, code, { store_history: true });
     const id = request.header.msg_id;
     this.sent.add(id);
     const started = performance.now();

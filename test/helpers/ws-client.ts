@@ -7,6 +7,7 @@ import {
   createMessage,
   decodeFrame,
   encodeFrame,
+  executeContent,
   subprotocolsFor,
   type Channel,
   type JupyterMessage,
@@ -139,15 +140,7 @@ export class TestClient {
     return this.request(
       'shell',
       'execute_request',
-      {
-        code,
-        silent: false,
-        store_history: true,
-        user_expressions: {},
-        allow_stdin: false,
-        stop_on_error: true,
-        ...extra,
-      },
+      executeContent(code, { store_history: true, ...extra }),
       timeoutMs,
     );
   }

@@ -5,25 +5,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import { createMessage, type JupyterMessage } from '../../protocol/index.js';
+import { executeRequest, type JupyterMessage } from '../../protocol/index.js';
 import { startFakeGateway, type FakeGateway } from '../helpers/fake-gateway.js';
 import { isGatewayNotice, parentId, stdout, TestClient } from '../helpers/ws-client.js';
-
-function executeRequest(session: string, code: string): JupyterMessage {
-  return createMessage({
-    msgType: 'execute_request',
-    channel: 'shell',
-    session,
-    content: {
-      code,
-      silent: false,
-      store_history: false,
-      user_expressions: {},
-      allow_stdin: false,
-      stop_on_error: true,
-    },
-  });
-}
 
 const childOf =
   (request: JupyterMessage) =>
