@@ -150,6 +150,8 @@ export class AgentExecutor {
   ): Promise<Artifact[]> {
     let inlined = 0;
     const out: Artifact[] = [];
+    // One deadline for all the reads: the kernel can stop each helper (same uid) until its timeout.
+    const deadline = performance.now() + this.opts.files.timeoutMs;
     for (const c of changed) {
       const a: Artifact = {
         path: c.path,
@@ -158,10 +160,14 @@ export class AgentExecutor {
         change: c.change,
       };
       if (mode === 'url') a.url = fileUrl(kernelId, c.path);
-      else if (c.size <= INLINE_FILE_BYTES && inlined + c.size <= INLINE_TOTAL_BYTES) {
-        // The file may have grown since the snapshot: read at most what may be inlined.
+      else if (
+        c.size <= INLINE_FILE_BYTES &&
+        inlined + c.size <= INLINE_TOTAL_BYTES &&
+        performance.now() < deadline
+      ) {
+        // The file may have grown since the snapshot: read at most what may still be inlined.
         const bytes = await this.opts.files
-          .read(sandboxId, c.path, INLINE_FILE_BYTES)
+          .read(sandboxId, c.path, Math.min(INLINE_FILE_BYTES, INLINE_TOTAL_BYTES - inlined))
           .catch(() => undefined);
         if (bytes) {
           a.content_base64 = bytes.toString('base64');

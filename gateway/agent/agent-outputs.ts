@@ -182,11 +182,23 @@ export class OutputCollector {
         if (id === undefined) return undefined;
         const data = obj(content.data);
         const metadata = obj(content.metadata);
-        for (const o of this.outputs) {
-          if (o.output_type === 'display_data' && o.display_id === id) {
-            o.data = data;
-            o.metadata = metadata;
-          }
+        // Every output it replaces counts the new size against the limit: one big update of many
+        // small outputs sharing a display_id would otherwise multiply past it.
+        const targets = this.outputs.filter(
+          (o) => o.output_type === 'display_data' && o.display_id === id,
+        ) as Extract<AgentOutput, { output_type: 'display_data' }>[];
+        const size = JSON.stringify({ data, metadata }).length;
+        let delta = 0;
+        for (const o of targets)
+          delta += size - JSON.stringify({ data: o.data, metadata: o.metadata }).length;
+        if (delta > 0 && this.#bytes + delta > this.maxBytes) {
+          this.truncated = true;
+          return undefined;
+        }
+        this.#bytes += delta;
+        for (const o of targets) {
+          o.data = data;
+          o.metadata = metadata;
         }
         return { event: 'update_display_data', data: { display_id: id, data, metadata } };
       }

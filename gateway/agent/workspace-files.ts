@@ -73,8 +73,12 @@ export interface WorkspaceSnapshot {
   truncated: boolean;
 }
 
+/** Largest time a Date holds, in ms: the kernel can set any mtime (utime), past either end. */
+const MAX_DATE_MS = 8.64e15;
+
 function mtimeIso(ns: string): string {
-  return new Date(Number(BigInt(ns) / 1_000_000n)).toISOString();
+  const ms = Number(BigInt(ns) / 1_000_000n);
+  return new Date(Math.max(-MAX_DATE_MS, Math.min(MAX_DATE_MS, ms))).toISOString();
 }
 
 // The helper's answers come from inside the sandbox: parsed, not trusted.
@@ -83,7 +87,7 @@ const RawEntry = z.object({
   path: z.string(),
   type: z.enum(['file', 'directory', 'symlink', 'other']),
   size: z.number().int().nonnegative(),
-  mtime_ns: z.string().regex(/^\d{1,25}$/),
+  mtime_ns: z.string().regex(/^-?\d{1,25}$/),
 });
 const RawListing = z.object({
   path: z.string(),
@@ -93,7 +97,7 @@ const RawListing = z.object({
 const RawWritten = RawEntry.extend({ created: z.boolean() });
 const RawSnapshot = z.object({
   files: z
-    .array(z.tuple([z.string(), z.number().int().nonnegative(), z.string().regex(/^\d{1,25}$/)]))
+    .array(z.tuple([z.string(), z.number().int().nonnegative(), z.string().regex(/^-?\d{1,25}$/)]))
     .max(MAX_ENTRIES),
   truncated: z.boolean(),
 });
@@ -196,6 +200,11 @@ export class WorkspaceFiles {
   /** The largest file a download hands out. */
   get maxDownloadBytes(): number {
     return this.limits.maxDownloadBytes;
+  }
+
+  /** Wall time one workspace operation may take (before its data streams). */
+  get timeoutMs(): number {
+    return this.limits.timeoutMs;
   }
 
   async #run(

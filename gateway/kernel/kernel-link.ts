@@ -161,6 +161,9 @@ export class KernelLink {
    * moment later, a sandbox that still runs committed a violation.
    */
   #peerDropped(channel: Channel): void {
+    // Resubscribe only the socket that dropped: a kernel that drops its connection again and
+    // again must not make every pending check rebuild the subscription the previous one made.
+    const dropped = channel === 'iopub' ? this.#iopub : undefined;
     const timer = setTimeout(() => {
       if (this.#closed || this.#sandboxExited) return;
       this.o.gate.violation(
@@ -170,7 +173,7 @@ export class KernelLink {
       );
       // libzmq does not always reconnect after a protocol error: subscribe afresh, so one
       // oversized output does not leave the kernel without output for the rest of its life.
-      if (channel !== 'iopub' || this.#iopub.closed || !this.#live()) return;
+      if (dropped !== this.#iopub || this.#iopub.closed || !this.#live()) return;
       this.#iopub.close();
       this.#iopub = this.#subscribe(this.o.sandbox.connection.endpoints.iopub);
     }, DISCONNECT_CHECK_MS);

@@ -449,6 +449,11 @@ class KernelEgress implements KernelEgressHandle {
       refuse(what, got);
       return;
     }
+    // The kernel hung up during the lookup or connect: nothing would ever close this socket.
+    if (req.socket.destroyed) {
+      got.socket.destroy();
+      return;
+    }
     this.#allowed++;
     this.opts.metrics?.egressConnection('allowed');
     const url = new URL(req.url ?? '/');

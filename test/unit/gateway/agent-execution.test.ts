@@ -13,6 +13,21 @@ import { GatewayError } from '../../../gateway/base/errors.js';
 import { toolResultOf } from '../../../gateway/agent/tool-result.js';
 
 describe('OutputCollector', () => {
+  it('counts what an update_display_data replaces against the limit, for every output it updates', () => {
+    const c = new OutputCollector(10_000);
+    for (let i = 0; i < 50; i++)
+      c.add('display_data', { data: { 'text/plain': 'x' }, transient: { display_id: 'd' } });
+    const big = { data: { 'text/plain': 'y'.repeat(1000) }, transient: { display_id: 'd' } };
+    expect(c.add('update_display_data', big), 'an update 50 × 1 kB over a 10 kB limit').to.equal(
+      undefined,
+    );
+    expect(c.truncated).to.equal(true);
+    expect(c.outputs.every((o) => o.output_type === 'display_data' && o.data['text/plain'] === 'x'))
+      .to.be.true;
+    const small = { data: { 'text/plain': 'z' }, transient: { display_id: 'd' } };
+    expect(c.add('update_display_data', small)?.event).to.equal('update_display_data');
+  });
+
   it('merges consecutive stream text per name and keeps the order of everything else', () => {
     const c = new OutputCollector(1024 ** 2);
     c.add('stream', { name: 'stdout', text: 'a\n' });
