@@ -169,6 +169,14 @@ export function createMessage<T extends string>(
   return msg as T extends MsgType ? Message<T> : JupyterMessage;
 }
 
+/** The bytes of a wire message's parts (header, parent header, metadata, content, buffers). */
+export function rawSize(raw: RawMessage): number {
+  let n =
+    raw.headerBytes.length + raw.parentHeader.length + raw.metadata.length + raw.content.length;
+  for (const b of raw.buffers) n += b.length;
+  return n;
+}
+
 /**
  * A whole `execute_request` content, every field sent as jupyter_client sends it: not silent, no
  * history, no stdin, stop on error; `fields` overrides any of them.

@@ -48,13 +48,7 @@ import {
 } from './chat-model.js';
 import { toolResultOf } from './tool-result.js';
 
-export {
-  clipMiddle,
-  createModelClient,
-  systemPrompt,
-  TOOLS,
-  type ChatUsage,
-} from './chat-model.js';
+export { clipMiddle, createModelClient, systemPrompt } from './chat-model.js';
 import {
   AGENT_READ_MAX_BYTES,
   mimeTypeOf,

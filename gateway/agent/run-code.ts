@@ -10,7 +10,7 @@ import { executeRequest, toRaw, type RawMessage } from '../../protocol/index.js'
 import { realTimers, type Timers } from '../base/deadline.js';
 import { GatewayError } from '../base/errors.js';
 import type { ClientChannels, ClientSink } from '../channels/client-channels.js';
-import { parseJsonObject, peekParent } from '../channels/parent-peek.js';
+import { parseObjectOrEmpty, peekParent } from '../channels/parent-peek.js';
 import { asExecutionTimeout, requestTimeoutText } from '../kernel/execution-timeout.js';
 import type { Kernel } from '../kernel/kernel.js';
 import {
@@ -162,7 +162,7 @@ class AgentRun implements ClientSink {
       collector.skipOversized();
       return;
     }
-    const content = parseJsonObject(raw.content, collector.maxContentBytes);
+    const content = parseObjectOrEmpty(raw.content, collector.maxContentBytes);
     if (raw.channel === 'shell') {
       if (type === 'execute_reply') {
         this.#reply = content;

@@ -5,7 +5,13 @@
  * attached. The channels outlive a dropped socket for a while, so a reconnect with the same
  * session_id loses nothing.
  */
-import { encodeZmq, type Channel, type RawMessage, type Signer } from '../../protocol/index.js';
+import {
+  encodeZmq,
+  rawSize,
+  type Channel,
+  type RawMessage,
+  type Signer,
+} from '../../protocol/index.js';
 import { zmqInbound, type InboundGate } from './inbound-gate.js';
 import type { MetricsSink } from '../base/metrics.js';
 import type { ConnectionInfo } from '../runtime/runtime.js';
@@ -46,18 +52,8 @@ export interface ClientChannelsOptions {
   replayMaxMessages: number;
   replayMaxBytes: number;
   replayTtlMs: number;
-  pingIntervalMs: number;
-  /** Unsent bytes a WebSocket may hold before its client is dropped as too slow. */
-  wsMaxBufferedBytes: number;
   /** Counts messages and bytes per channel and direction. */
   metrics?: MetricsSink;
-}
-
-function sizeOf(raw: RawMessage): number {
-  let n =
-    raw.headerBytes.length + raw.parentHeader.length + raw.metadata.length + raw.content.length;
-  for (const b of raw.buffers) n += b.length;
-  return n;
 }
 
 function isRequestChannel(ch: Channel): ch is RequestChannel {
@@ -177,7 +173,8 @@ export class ClientChannels {
   /** Sends a kernel message to the client, or buffers it while nothing is attached. */
   deliver(raw: RawMessage): void {
     if (this.#closed) return;
-    this.opts.metrics?.message(raw.channel, 'to_client', sizeOf(raw));
+    const size = rawSize(raw);
+    this.opts.metrics?.message(raw.channel, 'to_client', size);
     if (this.#sink) {
       if (this.#sink.send(raw)) return;
       // The transport is going away but its close has not reached us yet (a client that vanished
@@ -185,14 +182,14 @@ export class ClientChannels {
       this.detach(this.#sink);
     }
     this.#buffer.push(raw);
-    this.#bufferBytes += sizeOf(raw);
+    this.#bufferBytes += size;
     while (
       this.#buffer.length > 0 &&
       (this.#buffer.length > this.opts.replayMaxMessages ||
         this.#bufferBytes > this.opts.replayMaxBytes)
     ) {
       const old = this.#buffer.shift();
-      if (old) this.#bufferBytes -= sizeOf(old);
+      if (old) this.#bufferBytes -= rawSize(old);
       this.#dropped++;
     }
   }
@@ -211,7 +208,7 @@ export class ClientChannels {
     const signer = this.host.signer;
     const link = this.#links.get(raw.channel);
     if (!signer || !link) return;
-    this.opts.metrics?.message(raw.channel, 'to_kernel', sizeOf(raw));
+    this.opts.metrics?.message(raw.channel, 'to_kernel', rawSize(raw));
     link.send(encodeZmq(raw, signer));
   }
 

@@ -4,6 +4,7 @@
  * up to a size: the inbound gate has already refused a parent_header over AIDO_KERNEL_MAX_HEADER,
  * and this module refuses to parse anything bigger than that cap on its own account too.
  */
+import { isJsonObject } from '../../protocol/index.js';
 
 /** The parent header fields the gateway routes on; absent when missing or not strings. */
 export interface ParentPeek {
@@ -13,7 +14,7 @@ export interface ParentPeek {
 }
 
 /** Largest parent header this module parses (the default header limit is 64 KiB). */
-export const PEEK_MAX_BYTES = 1024 ** 2;
+const PEEK_MAX_BYTES = 1024 ** 2;
 
 // Keyed by the part's Buffer, which every client of the kernel shares (iopub is fanned out).
 const cache = new WeakMap<Buffer, ParentPeek>();
@@ -29,8 +30,8 @@ export function peekParent(parentHeader: Buffer): ParentPeek {
 }
 
 function parse(bytes: Buffer): ParentPeek {
-  if (bytes.length > PEEK_MAX_BYTES || bytes.length < 2) return {};
-  const value = parseJsonObject(bytes, PEEK_MAX_BYTES);
+  if (bytes.length < 2) return {};
+  const value = parseObjectOrEmpty(bytes, PEEK_MAX_BYTES);
   const peek: ParentPeek = {};
   for (const field of ['msg_id', 'msg_type', 'session'] as const) {
     const v = value[field];
@@ -41,15 +42,14 @@ function parse(bytes: Buffer): ParentPeek {
 
 /**
  * Parses a JSON object that policy needs (a status, a reply's status) only when it is at most
- * `maxBytes`; anything else, or anything that is not an object, is `{}`.
+ * `maxBytes`; anything else, or anything that is not an object, is `{}` (unlike protocol's
+ * parseJsonObject, which throws: a kernel's odd bytes must not stop routing).
  */
-export function parseJsonObject(bytes: Buffer, maxBytes: number): Record<string, unknown> {
+export function parseObjectOrEmpty(bytes: Buffer, maxBytes: number): Record<string, unknown> {
   if (bytes.length > maxBytes) return {};
   try {
     const v: unknown = JSON.parse(bytes.toString('utf8'));
-    return typeof v === 'object' && v !== null && !Array.isArray(v)
-      ? (v as Record<string, unknown>)
-      : {};
+    return isJsonObject(v) ? v : {};
   } catch {
     return {};
   }
@@ -79,6 +79,6 @@ export function peekExecutionState(content: Buffer, maxBytes: number): string | 
     const known = KNOWN_STATUS.get(content.toString('latin1'));
     if (known !== undefined) return known;
   }
-  const state = parseJsonObject(content, maxBytes).execution_state;
+  const state = parseObjectOrEmpty(content, maxBytes).execution_state;
   return typeof state === 'string' ? state : undefined;
 }

@@ -28,9 +28,6 @@ export const SLOW_CLIENT_CLOSE_CODE = CloseCode.POLICY;
 /** How long a dropped client's close frame may wait behind its unsent data before the socket is cut. */
 const SLOW_CLIENT_GRACE_MS = 1000;
 
-/** The two WebSocket framings. */
-export type WireProtocol = WsFraming;
-
 /** An encoded kernel message, ready for `ws.send`, or why it cannot be encoded. */
 type Frame = { data: Buffer | string; binary: boolean } | { error: string };
 
@@ -40,7 +37,7 @@ type Frame = { data: Buffer | string; binary: boolean } | { error: string };
 const v1Frames = new WeakMap<RawMessage, Frame>();
 const legacyFrames = new WeakMap<RawMessage, Frame>();
 
-function encodeFor(protocol: WireProtocol, raw: RawMessage): Frame {
+function encodeFor(protocol: WsFraming, raw: RawMessage): Frame {
   const cache = protocol === 'v1' ? v1Frames : legacyFrames;
   const cached = cache.get(raw);
   if (cached) return cached;
@@ -80,7 +77,7 @@ export class WsSink implements ClientSink {
 
   constructor(
     private readonly ws: WebSocket,
-    private readonly protocol: WireProtocol,
+    private readonly protocol: WsFraming,
     private readonly channels: ClientChannels,
     private readonly log: (
       level: 'debug' | 'warn',

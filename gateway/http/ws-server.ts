@@ -9,7 +9,7 @@ import type { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { V1_PROTOCOL } from '../../protocol/index.js';
+import { V1_PROTOCOL, type WsFraming } from '../../protocol/index.js';
 import { isAuthorized, originAllowed } from './auth.js';
 import type { GatewayConfig } from '../base/config.js';
 import { GatewayError } from '../base/errors.js';
@@ -19,7 +19,7 @@ import { redactUrl, type Logger } from '../base/logger.js';
 import { clip } from '../base/log-limit.js';
 import type { MetricsSink } from '../base/metrics.js';
 import type { ClientChannels } from '../channels/client-channels.js';
-import { WsSink, type WireProtocol } from '../channels/ws-sink.js';
+import { WsSink } from '../channels/ws-sink.js';
 import { CloseCode } from '../base/close-codes.js';
 import { refuseUpgrade } from './json-errors.js';
 
@@ -83,7 +83,7 @@ export function createChannelsServer(
     kernel: Kernel,
     ws: WebSocket,
     sessionId: string,
-    protocol: WireProtocol,
+    protocol: WsFraming,
     log: Logger,
   ): void {
     let client: ClientChannels;

@@ -7,7 +7,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Channel, Header, RawMessage } from '../../protocol/index.js';
 import type { ClientChannels } from '../channels/client-channels.js';
-import { parseJsonObject, peekParent } from '../channels/parent-peek.js';
+import { parseObjectOrEmpty, peekParent } from '../channels/parent-peek.js';
 import {
   ExecutionDeadline,
   InterruptLadder,
@@ -28,7 +28,7 @@ import type { Synthetic } from './synthetic.js';
 export const POLICY_PARSE_MAX = 1024 ** 2;
 
 export function parsePolicyJson(buf: Buffer): Record<string, unknown> {
-  return parseJsonObject(buf, POLICY_PARSE_MAX);
+  return parseObjectOrEmpty(buf, POLICY_PARSE_MAX);
 }
 
 interface PendingRequest {
@@ -138,27 +138,28 @@ export class Executions {
     const pending = this.#pending.get(parentId);
     this.#pending.delete(parentId);
     if (raw.header.msg_type !== 'execute_reply') return raw;
-    let out = raw;
     if (this.#timedOut.has(parentId)) {
       this.#timedOut.delete(parentId);
-      out = this.#rewrite(raw, true);
+      const { out, content } = this.#rewrite(raw, true);
+      if (pending) this.#answered(pending, content.status);
+      return out;
     }
-    if (pending) this.#answered(pending, parsePolicyJson(out.content).status);
-    return out;
+    if (pending) this.#answered(pending, parsePolicyJson(raw.content).status);
+    return raw;
   }
 
   /** The kernel reports the deadline's interrupt as KeyboardInterrupt: say what happened. */
   rewriteError(raw: RawMessage, parentId: string): RawMessage {
-    return this.#timedOut.has(parentId) ? this.#rewrite(raw, false) : raw;
+    return this.#timedOut.has(parentId) ? this.#rewrite(raw, false).out : raw;
   }
 
-  #rewrite(raw: RawMessage, reply: boolean): RawMessage {
+  #rewrite(raw: RawMessage, reply: boolean): { out: RawMessage; content: Record<string, unknown> } {
     const content = asExecutionTimeout(
       parsePolicyJson(raw.content),
       deadlineTimeoutText(this.o.execTimeoutMs),
       reply ? { traceback: 'keep', reply } : { traceback: 'replace' },
     );
-    return { ...raw, content: Buffer.from(JSON.stringify(content)) };
+    return { out: { ...raw, content: Buffer.from(JSON.stringify(content)) }, content };
   }
 
   /** The kernel said an execution started (busy or execute_input): its deadline runs. */

@@ -4,7 +4,7 @@
  * the timeout rewrite of their error output, and the output rate limit (a request's own busy and
  * idle pass even a full window: clients wait for them).
  */
-import type { RawMessage } from '../../protocol/index.js';
+import { rawSize, type RawMessage } from '../../protocol/index.js';
 import { peekExecutionState, peekParent } from '../channels/parent-peek.js';
 import type { Executions } from './executions.js';
 import { POLICY_PARSE_MAX } from './executions.js';
@@ -24,13 +24,6 @@ export interface IopubHost {
   fanOut(raw: RawMessage, parentSession: string | undefined): void;
   /** Tells every attached client (the rate limit's notice). */
   broadcastNotice(text: string): void;
-}
-
-function sizeOf(raw: RawMessage): number {
-  let n =
-    raw.headerBytes.length + raw.parentHeader.length + raw.metadata.length + raw.content.length;
-  for (const b of raw.buffers) n += b.length;
-  return n;
 }
 
 export class IopubState {
@@ -105,7 +98,7 @@ export class IopubState {
     // The gateway's own probes stay between the gateway and the kernel.
     if (parentSession === host.gatewaySession) return;
     const verdict = this.#rate.enabled
-      ? this.#rate.check(sizeOf(raw), this.#statusExempt(type, state, parentId))
+      ? this.#rate.check(rawSize(raw), this.#statusExempt(type, state, parentId))
       : 'pass';
     if (verdict === 'pass') {
       host.fanOut(raw, parentSession);

@@ -13,6 +13,8 @@ import { ZmqLink } from '../runtime/zmq-link.js';
 
 /** How long one kernel_info_request waits for its reply before the next is sent. */
 const ASK_INTERVAL_MS = 250;
+/** The probe's decode limits, built once. */
+const PROBE_DECODE_LIMITS = decodeLimits(PROBE_LIMITS);
 
 export interface ProbeSteps {
   /** Sends one kernel_info_request; true when its reply came within `waitMs`. */
@@ -64,7 +66,7 @@ export async function waitForKernel(sandbox: Sandbox, timeoutMs: number): Promis
     (frames) => {
       try {
         if (
-          decodeZmq(frames, 'shell', signer, decodeLimits(PROBE_LIMITS)).raw.header.msg_type ===
+          decodeZmq(frames, 'shell', signer, PROBE_DECODE_LIMITS).raw.header.msg_type ===
           'kernel_info_reply'
         )
           onReply?.();

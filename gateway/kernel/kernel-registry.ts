@@ -234,8 +234,6 @@ export class KernelRegistry {
         replayMaxMessages: this.config.replayMaxMessages,
         replayMaxBytes: this.config.replayMaxBytes,
         replayTtlMs: this.config.replayTtlS * 1000,
-        pingIntervalMs: this.config.wsPingIntervalS * 1000,
-        wsMaxBufferedBytes: this.config.wsMaxBufferedBytes,
         ...(this.metrics ? { metrics: this.metrics } : {}),
       },
     });

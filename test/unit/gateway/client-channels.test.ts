@@ -51,8 +51,6 @@ describe('ClientChannels delivery', () => {
       replayMaxMessages: 100,
       replayMaxBytes: 1 << 20,
       replayTtlMs: 60_000,
-      pingIntervalMs: 0,
-      wsMaxBufferedBytes: 1 << 20,
     });
     try {
       let open = true;
