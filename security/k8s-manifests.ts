@@ -292,7 +292,7 @@ function gateway(): (Deployment | Service)[] {
  * one egress rule (to the proxy's pods and port) belongs here.
  */
 function networkPolicies(network: NetworkPolicy): K8sNetworkPolicy[] {
-  // Throws for any mode but `none`, so a new mode cannot ship without its rule here.
+  // Its return type is the literal `none`: a new mode fails to compile until it has its rule here.
   dockerNetworkModeFor(network);
   return [
     {

@@ -5,7 +5,11 @@
  * API's Docker-named fields, which any backend fills from those facts.
  */
 import { appArmorStatus, type AppArmorHostFacts } from '../../security/apparmor.js';
-import { describeDisabledControls, type SandboxPolicy } from '../../security/policy.js';
+import {
+  describeDisabledControls,
+  EGRESS_RELAY_PORT,
+  type SandboxPolicy,
+} from '../../security/policy.js';
 import type { GatewayConfig } from '../base/config.js';
 import type { EgressProxies } from '../runtime/egress-proxy.js';
 import { GatewayError } from '../base/errors.js';
@@ -160,7 +164,7 @@ export class SecurityService {
     return {
       enabled: true,
       allow: this.d.egress.describe(),
-      via: 'per-kernel unix socket proxy; relay on 127.0.0.1:3128 inside the sandbox',
+      via: `per-kernel unix socket proxy; relay on 127.0.0.1:${EGRESS_RELAY_PORT} inside the sandbox`,
       budget_bytes: config.egressBytes,
       max_connections: config.egressConnections,
       connect_timeout_s: config.egressDialTimeoutS,

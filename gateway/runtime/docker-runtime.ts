@@ -345,7 +345,7 @@ export class DockerRuntime implements KernelRuntime {
     this.#uidOf.set(container.id, uid);
     try {
       // Recorded before it runs: a gateway that dies from here on leaves a record to adopt by.
-      if (kernelId !== null) await this.bind(container.id, kernelId, env);
+      if (kernelId !== null) await this.#record(container.id, kernelId, env);
       await container.start();
       // The volume is mounted now; the gateway must see that tmpfs, or it would talk to an empty
       // directory on its own disk.
@@ -459,8 +459,7 @@ export class DockerRuntime implements KernelRuntime {
    * sandbox would have had.
    */
   async bind(containerId: string, kernelId: string, env: Record<string, string>): Promise<void> {
-    this.#bound.set(containerId, kernelId);
-    await this.bindings.write(containerId, { kernelId, env });
+    await this.#record(containerId, kernelId, env);
     const container = this.opts.docker.getContainer(containerId);
     try {
       const pooled = /^\/?aido-k-pool-([0-9a-f]+)$/.exec((await container.inspect()).Name);
@@ -468,6 +467,12 @@ export class DockerRuntime implements KernelRuntime {
     } catch (err) {
       throw this.translate(err, 'renaming the sandbox for its kernel');
     }
+  }
+
+  /** The binding record a restarted gateway adopts by (a fresh sandbox already has its name). */
+  async #record(containerId: string, kernelId: string, env: Record<string, string>): Promise<void> {
+    this.#bound.set(containerId, kernelId);
+    await this.bindings.write(containerId, { kernelId, env });
   }
 
   exec(
@@ -490,7 +495,7 @@ export class DockerRuntime implements KernelRuntime {
     for (const c of await this.labelled()) {
       live.add(c.Id);
       if (keep.has(c.Id) || c.Created * 1000 > cutoff) continue;
-      await this.removeSandbox(c.Id);
+      await this.removeSandbox(c.Id, c.Labels[LABEL_KERNEL_VOLUME]);
       live.delete(c.Id);
       removed++;
     }
@@ -509,13 +514,18 @@ export class DockerRuntime implements KernelRuntime {
     return removed;
   }
 
-  /** Removes a container, its kernel-directory volume and its binding record. */
-  async removeSandbox(containerId: string): Promise<void> {
+  /**
+   * Removes a container, its kernel-directory volume (`knownVolume` when the caller already read
+   * its labels) and its binding record.
+   */
+  async removeSandbox(containerId: string, knownVolume?: string): Promise<void> {
     const c = this.opts.docker.getContainer(containerId);
-    const volume = await c.inspect().then(
-      (i) => (i.Config.Labels as Record<string, string> | null)?.[LABEL_KERNEL_VOLUME],
-      () => undefined,
-    );
+    const volume =
+      knownVolume ??
+      (await c.inspect().then(
+        (i) => (i.Config.Labels as Record<string, string> | null)?.[LABEL_KERNEL_VOLUME],
+        () => undefined,
+      ));
     try {
       await c.remove({ force: true, v: true });
     } catch (err) {
