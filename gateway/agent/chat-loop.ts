@@ -49,12 +49,7 @@ import {
 import { toolResultOf } from './tool-result.js';
 
 export { clipMiddle, createModelClient, systemPrompt } from './chat-model.js';
-import {
-  AGENT_READ_MAX_BYTES,
-  mimeTypeOf,
-  workspacePath,
-  type WorkspaceFiles,
-} from './workspace-files.js';
+import { mimeTypeOf, workspacePath, type WorkspaceFiles } from './workspace-files.js';
 
 /** Tool calls honoured per model answer; more are refused (each one is a sandbox execution). */
 const MAX_CALLS_PER_ROUND = 16;
@@ -500,11 +495,7 @@ export class ChatLoop {
 
   async #readFile(sandboxId: string, path: string): Promise<string> {
     const rel = workspacePath(path);
-    const bytes = await this.d.files.read(
-      sandboxId,
-      rel,
-      Math.min(AGENT_READ_MAX_BYTES, this.d.files.maxDownloadBytes),
-    );
+    const bytes = await this.d.files.readForAgent(sandboxId, rel);
     try {
       return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
     } catch {

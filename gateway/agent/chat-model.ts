@@ -226,8 +226,37 @@ export function argsOf<T>(schema: z.ZodType<T>, raw: string, tool: string): T {
   return parsed.data;
 }
 
+/**
+ * fetch, but a response body is read only up to `maxBytes`: the model server is outside the
+ * gateway, and the client would otherwise buffer whatever it sends within the timeout.
+ */
+export function boundedFetch(maxBytes: number, base: typeof fetch = fetch): typeof fetch {
+  return async (input, init) => {
+    const res = await base(input, init);
+    if (!res.body) return res;
+    let seen = 0;
+    const body = res.body.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, ctl) {
+          seen += chunk.byteLength;
+          if (seen > maxBytes)
+            ctl.error(new Error(`the model server's answer is over ${maxBytes} bytes`));
+          else ctl.enqueue(chunk);
+        },
+      }),
+    );
+    return new Response(body, {
+      status: res.status,
+      statusText: res.statusText,
+      headers: res.headers,
+    });
+  };
+}
+
 export function createModelClient(config: GatewayConfig, apiKey: string | undefined): OpenAI {
   return new OpenAI({
+    // An answer bigger than a whole conversation may hold (AIDO_CHAT_MAX_BYTES) is not read.
+    fetch: boundedFetch(config.chatMaxBytes),
     baseURL: config.llmBaseUrl,
     // The client insists on a key; without one, no Authorization header is sent at all.
     apiKey: apiKey ?? 'none',

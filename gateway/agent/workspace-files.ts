@@ -42,7 +42,7 @@ export interface WorkspaceLimits {
  * The most an agent tool (MCP read_file, the chat's read_file) reads of one file: its text goes
  * into a model's context, so more would only be held in memory and clipped.
  */
-export const AGENT_READ_MAX_BYTES = 10 * 1024 ** 2;
+const AGENT_READ_MAX_BYTES = 10 * 1024 ** 2;
 /** Bytes per second a read may not fall below for long (see #run): a slow link, not a stall. */
 const MIN_READ_RATE = 1024 ** 2;
 /** Bytes of a read's header line (`<size>\n`) at most. */
@@ -300,6 +300,14 @@ export class WorkspaceFiles {
   async list(sandboxId: string, rel: string): Promise<WorkspaceListing> {
     const raw = parseOutput(RawListing, await this.#run(sandboxId, 'list', rel));
     return { path: raw.path, entries: raw.entries.map(toEntry), truncated: raw.truncated };
+  }
+
+  /**
+   * A file for an agent tool (MCP read_file, the chat's read_file): at most AGENT_READ_MAX_BYTES,
+   * or the download limit when that is lower. Its text goes into a model's context.
+   */
+  readForAgent(sandboxId: string, rel: string): Promise<Buffer> {
+    return this.read(sandboxId, rel, Math.min(AGENT_READ_MAX_BYTES, this.limits.maxDownloadBytes));
   }
 
   /**

@@ -17,12 +17,7 @@ import { asGatewayError, GatewayError } from '../base/errors.js';
 import type { KernelRegistry } from '../kernel/kernel-registry.js';
 import type { Kernel } from '../kernel/kernel.js';
 import type { Logger } from '../base/logger.js';
-import {
-  AGENT_READ_MAX_BYTES,
-  mimeTypeOf,
-  workspacePath,
-  type WorkspaceFiles,
-} from '../agent/workspace-files.js';
+import { mimeTypeOf, workspacePath, type WorkspaceFiles } from '../agent/workspace-files.js';
 
 export interface McpGatewayOptions {
   config: GatewayConfig;
@@ -299,11 +294,7 @@ export class McpGateway {
         try {
           const sandboxId = assertRunnable(await session.kernel(kernel_id));
           const rel = workspacePath(path);
-          const bytes = await files.read(
-            sandboxId,
-            rel,
-            Math.min(AGENT_READ_MAX_BYTES, files.maxDownloadBytes),
-          );
+          const bytes = await files.readForAgent(sandboxId, rel);
           const mime = mimeTypeOf(rel);
           const text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
           if (!IMAGE_TYPES.has(mime)) {

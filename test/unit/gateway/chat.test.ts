@@ -3,9 +3,12 @@
  * store's caps, TTL and rollback, the clipping of tool results, and the system prompt.
  */
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import { ConversationStore, type Conversation } from '../../../gateway/agent/chat-conversations.js';
 import { clipMiddle, systemPrompt } from '../../../gateway/agent/chat-loop.js';
+import { boundedFetch } from '../../../gateway/agent/chat-model.js';
 import { ConfigError, loadConfig } from '../../../gateway/base/config.js';
 import { GatewayError } from '../../../gateway/base/errors.js';
 import { createLogger } from '../../../gateway/base/logger.js';
@@ -176,5 +179,32 @@ describe('chat tool results and prompt', () => {
     const closed = systemPrompt(loadConfig({ AIDO_EGRESS_ALLOW: '' }, []));
     expect(closed).to.include('No network access: nothing can be downloaded');
     expect(closed).not.to.include('%pip');
+  });
+});
+
+describe('boundedFetch (the model server is outside the gateway)', () => {
+  async function serve(bytes: number): Promise<{ url: string; close: () => void }> {
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end(Buffer.alloc(bytes, 0x20));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    return { url: `http://127.0.0.1:${port}/`, close: () => server.close() };
+  }
+
+  it('reads an answer up to the cap, and fails one over it instead of buffering it', async () => {
+    const small = await serve(1000);
+    const big = await serve(200_000);
+    try {
+      const f = boundedFetch(100_000);
+      expect((await (await f(small.url)).arrayBuffer()).byteLength).to.equal(1000);
+      let err: unknown;
+      await (await f(big.url)).arrayBuffer().catch((e: unknown) => (err = e));
+      expect(String(err)).to.match(/over 100000 bytes/);
+    } finally {
+      small.close();
+      big.close();
+    }
   });
 });
